@@ -1,0 +1,82 @@
+"""The ``galaxy`` command line: every pipeline entry point, one subcommand each."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from galaxy.settings import SETTINGS_FILE_ENV, SettingsError
+
+app = typer.Typer(
+    help="galaxy-morphology: classify SDSS galaxies as elliptical or spiral (Galaxy Zoo 1 labels).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Source = Literal["snapshot", "skyserver"]
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option("--settings", help="settings YAML file (default: settings.yaml, or $GALAXY_SETTINGS_FILE)"),
+]
+SourceOption = Annotated[
+    str | None, typer.Option("--source", help="data source: snapshot or skyserver (default: settings)")
+]
+SnapshotOption = Annotated[
+    Path | None, typer.Option("--snapshot", help="snapshot file: CSV, CSV.gz or Parquet")
+]
+
+
+@app.callback()
+def main() -> None:
+    """galaxy-morphology pipeline commands."""
+
+
+def _use_settings_file(path: Path | None) -> None:
+    if path is not None:
+        if not path.exists():
+            raise typer.BadParameter(f"settings file not found: {path}", param_hint="--settings")
+        os.environ[SETTINGS_FILE_ENV] = str(path)
+
+
+def _check_source(source: str | None) -> Source | None:
+    if source is not None and source not in ("snapshot", "skyserver"):
+        raise typer.BadParameter(f"must be snapshot or skyserver, got {source!r}", param_hint="--source")
+    return source  # type: ignore[return-value]
+
+
+def _fail(error: Exception) -> None:
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def ingest(
+    source: SourceOption = None,
+    snapshot: SnapshotOption = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Run the data flow: ingest -> validate -> clean -> label -> split, printing row counts."""
+    from flows.data import data_flow
+    from galaxy.prepare import SchemaError
+    from tasks.ingest import IngestError
+
+    _use_settings_file(settings)
+    try:
+        prepared = data_flow(source=_check_source(source), snapshot=str(snapshot) if snapshot else None)
+    except (SettingsError, SchemaError, IngestError) as error:
+        _fail(error)
+        return
+    typer.echo(f"source: {prepared.source}")
+    for step, count in prepared.counts.items():
+        typer.echo(f"  {step:>20}: {count}")
+    typer.echo("dropped per reason:")
+    for reason, count in prepared.dropped.items():
+        typer.echo(f"  {reason:>28}: {count}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""Prefect tasks: each a small typed step of the pipeline."""
