@@ -78,5 +78,61 @@ def ingest(
         typer.echo(f"  {reason:>28}: {count}")
 
 
+@app.command()
+def train(
+    source: SourceOption = None,
+    snapshot: SnapshotOption = None,
+    n_iter: Annotated[
+        int | None, typer.Option("--n-iter", min=1, help="search iterations per family")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="small search budget, for tests and demos")] = False,
+    search: Annotated[str | None, typer.Option("--search", help="random or halving")] = None,
+    family: Annotated[
+        list[str] | None, typer.Option("--family", help="train only this family (repeatable)")
+    ] = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Run the training flow: tune, evaluate, register, and gate the champion alias."""
+    from flows.training import training_flow
+    from galaxy.prepare import SchemaError
+    from tasks.ingest import IngestError
+    from tasks.tracking import RegistryError
+
+    _use_settings_file(settings)
+    if search is not None and search not in ("random", "halving"):
+        raise typer.BadParameter(f"must be random or halving, got {search!r}", param_hint="--search")
+    try:
+        summary = training_flow(
+            source=_check_source(source),
+            snapshot=str(snapshot) if snapshot else None,
+            n_iter=n_iter,
+            quick=quick,
+            search=search,  # type: ignore[arg-type]
+            families=family or None,
+        )
+    except (SettingsError, SchemaError, IngestError, RegistryError) as error:
+        _fail(error)
+        return
+    metrics = summary.test_metrics
+    typer.echo(f"winner: {summary.winner}")
+    typer.echo(
+        "test: "
+        + ", ".join(
+            f"{key} {metrics[key]:.4f}"
+            for key in (
+                "f1_macro",
+                "f1_weighted",
+                "accuracy",
+                "roc_auc",
+                "recall_elliptical",
+                "recall_spiral",
+            )
+        )
+    )
+    typer.echo(
+        f"registered: version {summary.version} -> alias '{summary.alias}' ({summary.decision.reason})"
+    )
+
+
 if __name__ == "__main__":
     app()

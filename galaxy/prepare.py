@@ -19,6 +19,7 @@ from galaxy.schema import (
     AXIS_RATIOS,
     BY_NAME,
     COLUMN_NAMES,
+    FEATURE_COLUMNS,
     FLAGS,
     LABEL_ELLIPTICAL,
     LABEL_SPIRAL,
@@ -68,7 +69,8 @@ def canonicalize(frame: pd.DataFrame, required: Sequence[str] = COLUMN_NAMES) ->
 
 
 def _missing_message(missing: Iterable[str], present: Iterable[str]) -> str:
-    present = [str(column) for column in present]
+    # only a column that is not itself canonical can be a misnamed one
+    present = [str(column) for column in present if str(column) not in COLUMN_NAMES]
     parts = []
     for name in missing:
         close = difflib.get_close_matches(name, present, n=1, cutoff=0.6)
@@ -197,9 +199,9 @@ def clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     return frame[verdict.ok].reset_index(drop=True), verdict.counts()
 
 
-def label(frame: pd.DataFrame, rule: str = "gz1_flags", threshold: float = 0.8) -> tuple[
-    pd.DataFrame, pd.DataFrame
-]:
+def label(
+    frame: pd.DataFrame, rule: str = "gz1_flags", threshold: float = 0.8
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split rows into labelled (with a ``label`` column) and unlabelled ones."""
     if rule == "gz1_flags":
         elliptical = frame["elliptical"] == 1
@@ -223,9 +225,7 @@ class Split:
     sizes: dict[str, int] = field(default_factory=dict)
 
 
-def split(
-    labelled: pd.DataFrame, train: float, validation: float, test: float, seed: int
-) -> Split:
+def split(labelled: pd.DataFrame, train: float, validation: float, test: float, seed: int) -> Split:
     """Stratified train/validation/test split, deterministic for the same input and seed."""
     counts = labelled[LABEL].value_counts()
     if len(counts) < 2:
@@ -233,14 +233,13 @@ def split(
     if counts.min() < 3:
         raise SchemaError(f"label: need at least 3 rows per class to split, found {counts.to_dict()}")
     ordered = labelled.sort_values(list(labelled.columns), kind="mergesort").reset_index(drop=True)
-    rest, test_part = train_test_split(
-        ordered, test_size=test, stratify=ordered[LABEL], random_state=seed
-    )
+    # whole row counts: a fraction of the remainder (validation / (train + validation)) rounds up
+    # in scikit-learn and moves a row from train to validation (300 rows gave 239/31/30)
+    n_test = max(len(counts), round(len(ordered) * test))
+    n_validation = max(len(counts), round(len(ordered) * validation))
+    rest, test_part = train_test_split(ordered, test_size=n_test, stratify=ordered[LABEL], random_state=seed)
     train_part, validation_part = train_test_split(
-        rest,
-        test_size=validation / (train + validation),
-        stratify=rest[LABEL],
-        random_state=seed,
+        rest, test_size=n_validation, stratify=rest[LABEL], random_state=seed
     )
     parts = {
         "train": train_part.reset_index(drop=True),
@@ -267,3 +266,17 @@ class PreparedData:
     split: Split
     unlabelled: pd.DataFrame
     digest: str
+
+
+def model_input(frame: pd.DataFrame, max_listed: int = 5) -> pd.DataFrame:
+    """Check rows sent for scoring; raise ``SchemaError`` naming each bad field, else return them."""
+    if len(frame) == 0:
+        raise SchemaError("no records: send at least one row")
+    typed = coerce_types(canonicalize(frame, FEATURE_COLUMNS), FEATURE_COLUMNS)
+    verdict = check_rows(typed, FEATURE_COLUMNS, check_flags=False)
+    if not verdict.ok.all():
+        bad = verdict.detail[~verdict.ok]
+        listed = "; ".join(f"row {row}: {message}" for row, message in bad.head(max_listed).items())
+        more = f" (and {len(bad) - max_listed} more)" if len(bad) > max_listed else ""
+        raise SchemaError(f"{len(bad)} invalid row(s): {listed}{more}")
+    return typed[list(FEATURE_COLUMNS)]

@@ -33,10 +33,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("ra", "float", "right ascension, degrees", 0.0, 360.0),
     Column("dec", "float", "declination, degrees", -90.0, 90.0),
     Column("redshift", "float", "spectroscopic redshift", -0.01, 7.0, feature=True),
-    *(
-        Column(name, "float", f"{name[-1]}-band magnitude", 5.0, 40.0, feature=True)
-        for name in MAGNITUDES
-    ),
+    *(Column(name, "float", f"{name[-1]}-band magnitude", 5.0, 40.0, feature=True) for name in MAGNITUDES),
     Column("deVRad_r", "float", "de Vaucouleurs fit radius, r band, arcsec", None, 300.0, True),
     Column("deVAB_r", "float", "de Vaucouleurs fit axis ratio b/a, r band", None, None, True),
     Column("expRad_r", "float", "exponential fit radius, r band, arcsec", None, 300.0, True),

@@ -233,11 +233,18 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return content
 
 
-def load_settings(
-    overrides: dict[str, Any] | None = None, path: Path | None = None
-) -> Settings:
+def load_settings(overrides: dict[str, Any] | None = None, path: Path | None = None) -> Settings:
     """Load settings: YAML file, then environment, then ``overrides`` (nested dict)."""
     source = path or settings_file()
+    if not source.exists() and (path is not None or SETTINGS_FILE_ENV in os.environ):
+        raise SettingsError(f"settings file not found: {source}")
+    unknown = _unknown_environment_sections()
+    if unknown:
+        sections = ", ".join(Settings.model_fields)
+        raise SettingsError(
+            "invalid settings (environment):\n"
+            + "\n".join(f"  {key}: unknown section (known: {sections})" for key in unknown)
+        )
     values = _merge(read_yaml(source), _prune(overrides or {}))
     environment_keys = sorted(
         key for key in os.environ if key.startswith("GALAXY_") and key != SETTINGS_FILE_ENV
@@ -251,15 +258,28 @@ def load_settings(
         settings = Settings(**values)
     except ValidationError as exc:
         raise SettingsError(_format_errors(exc, origin)) from None
-    # explicit overrides win over the environment too
-    if overrides:
+    # explicit overrides win over the environment too: an assignment is validated without
+    # reading the environment again (``Settings.model_validate`` would read it, and it wins)
+    for section, value in _prune(overrides or {}).items():
+        current = getattr(settings, section).model_dump()
         try:
-            settings = Settings.model_validate(
-                _merge(settings.model_dump(), _prune(overrides))
-            )
+            setattr(settings, section, _merge(current, value) if isinstance(value, dict) else value)
         except ValidationError as exc:
             raise SettingsError(_format_errors(exc, "command-line options")) from None
     return settings
+
+
+def _unknown_environment_sections() -> list[str]:
+    """``GALAXY_<SECTION>__<KEY>`` variables naming no section: they would be silently ignored."""
+    prefix = "GALAXY_"
+    sections = {name.lower() for name in Settings.model_fields}
+    return sorted(
+        key
+        for key in os.environ
+        if key.upper().startswith(prefix)
+        and "__" in key
+        and key[len(prefix) :].split("__")[0].lower() not in sections
+    )
 
 
 def _prune(values: dict[str, Any]) -> dict[str, Any]:

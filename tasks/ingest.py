@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import requests
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
 from galaxy.prepare import SchemaError, canonicalize
@@ -69,9 +70,7 @@ def sql_template() -> str:
 
 
 def page_query(after_objid: int, top: int) -> str:
-    return sql_template().format(
-        top=f"TOP {top}", after_objid=after_objid, order_by="ORDER BY zs.objid"
-    )
+    return sql_template().format(top=f"TOP {top}", after_objid=after_objid, order_by="ORDER BY zs.objid")
 
 
 def count_query() -> str:
@@ -90,9 +89,7 @@ class SkyServerRequest:
 
     def key(self) -> str:
         """Hash of everything that decides the pages' content and boundaries."""
-        text = json.dumps(
-            [sql_template(), self.release, self.page_size, self.max_rows], sort_keys=True
-        )
+        text = json.dumps([sql_template(), self.release, self.page_size, self.max_rows], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -105,10 +102,12 @@ def astroquery_fetch(release: int, timeout: float, base_url: str | None = None) 
 
     def fetch(sql: str) -> str:
         with conf.set_temp("skyserver_baseurl", base_url or conf.skyserver_baseurl):
-            response = SDSS.query_sql_async(
-                sql, timeout=timeout, data_release=release, cache=False
+            response = SDSS.query_sql_async(sql, timeout=timeout, data_release=release, cache=False)
+        if not response.ok:  # raise_for_status() would quote the whole URL, i.e. the query
+            raise IngestError(
+                f"SkyServer DR{release} answered HTTP {response.status_code} {response.reason}: "
+                f"{response.text[:200]!r}"
             )
-        response.raise_for_status()
         text = response.text
         if "error_message" in text:
             raise IngestError(f"SkyServer refused the query: {text[:300]}")
@@ -144,7 +143,9 @@ def _with_retries(what: str, action: Callable[[], pd.DataFrame], request: SkySer
             if attempt == request.retries:
                 break
             delay = request.backoff_seconds * (2**attempt)
-            log.warning("%s failed (%s); retry %d/%d in %.1fs", what, error, attempt + 1, request.retries, delay)
+            log.warning(
+                "%s failed (%s); retry %d/%d in %.1fs", what, error, attempt + 1, request.retries, delay
+            )
             time.sleep(delay)
     raise IngestError(f"{what} failed after {request.retries + 1} attempts: {last}")
 
@@ -159,7 +160,9 @@ def _check_page(frame: pd.DataFrame, after: int, expected: int) -> pd.DataFrame:
     objid = frame["objid"].astype("int64")
     if len(frame) != expected:
         raise PageError(f"page has {len(frame)} rows, expected {expected}: truncated")
-    if len(frame) and (objid.iloc[0] <= after or not objid.is_monotonic_increasing or objid.duplicated().any()):
+    if len(frame) and (
+        objid.iloc[0] <= after or not objid.is_monotonic_increasing or objid.duplicated().any()
+    ):
         raise PageError("page objids are not strictly increasing after the previous page")
     frame = frame[list(COLUMN_NAMES)].copy()
     frame["objid"] = objid
@@ -222,14 +225,14 @@ def fetch_skyserver(request: SkyServerRequest, cache_dir: Path, fetch: Fetch) ->
 # --------------------------------------------------------------------------- tasks
 
 
-@task(name="ingest-snapshot")
+@task(name="ingest-snapshot", cache_policy=NO_CACHE)
 def ingest_snapshot(path: Path) -> pd.DataFrame:
     frame = read_snapshot(path)
     _logger().info("snapshot %s: %d rows", path, len(frame))
     return frame
 
 
-@task(name="ingest-skyserver")
+@task(name="ingest-skyserver", cache_policy=NO_CACHE)
 def ingest_skyserver(request: SkyServerRequest, cache_dir: Path, base_url: str | None = None) -> pd.DataFrame:
     fetch = astroquery_fetch(request.release, request.timeout_seconds, base_url)
     table, _ = fetch_skyserver(request, cache_dir, fetch)

@@ -1,0 +1,50 @@
+"""The champion gate: does a newly trained model take over from the one in service?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    alias: str
+    reason: str
+    new_score: float
+    champion_score: float | None
+    champion_version: str | None
+    margin: float
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "gate.decision": self.alias,
+            "gate.reason": self.reason,
+            "gate.new_f1_macro": f"{self.new_score:.6f}",
+            "gate.champion_f1_macro": "" if self.champion_score is None else f"{self.champion_score:.6f}",
+            "gate.champion_version": self.champion_version or "",
+            "gate.margin": f"{self.margin:g}",
+        }
+
+
+def decide(
+    new_score: float,
+    champion_score: float | None,
+    champion_version: str | None,
+    margin: float,
+) -> GateDecision:
+    """Champion when there is none, or when the new model beats it by at least ``margin``."""
+    if champion_score is None:
+        return GateDecision(CHAMPION, "no champion yet", new_score, None, None, margin)
+    gain = new_score - champion_score
+    if gain >= margin and gain > 0:
+        reason = (
+            f"macro F1 {new_score:.4f} beats champion v{champion_version} {champion_score:.4f} by {gain:+.4f}"
+        )
+        return GateDecision(CHAMPION, reason, new_score, champion_score, champion_version, margin)
+    reason = (
+        f"macro F1 {new_score:.4f} vs champion v{champion_version} {champion_score:.4f} "
+        f"({gain:+.4f}, margin {margin:g}): champion kept"
+    )
+    return GateDecision(CHALLENGER, reason, new_score, champion_score, champion_version, margin)

@@ -1,0 +1,72 @@
+"""Markdown summaries for the Prefect UI (pure string building)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def markdown_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    header = list(header)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(value) for value in row) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def training_markdown(
+    families: list[Any],
+    winner: str,
+    test_metrics: Mapping[str, float],
+    decision: Any,
+    model_name: str,
+    version: str,
+    run_id: str,
+    source: str,
+    counts: Mapping[str, int],
+) -> str:
+    family_rows = [
+        (
+            f"**{r.family}**" if r.family == winner else r.family,
+            "yes" if r.reference else "no",
+            r.cv_mean,
+            r.cv_std,
+            r.validation["f1_macro"],
+            r.validation["roc_auc"],
+            r.n_candidates,
+            f"{r.fit_seconds:.1f}",
+        )
+        for r in sorted(families, key=lambda r: -r.validation["f1_macro"])
+    ]
+    metric_rows = [(key, value) for key, value in test_metrics.items() if not key.startswith("support")]
+    return "\n\n".join(
+        [
+            f"# Training run: winner **{winner}**, {model_name} v{version} -> `{decision.alias}`",
+            f"Data: `{source}`; rows: " + ", ".join(f"{key} {value}" for key, value in counts.items()),
+            "## Families (tuned on train by stratified K-fold CV, compared on validation)",
+            markdown_table(
+                [
+                    "family",
+                    "reference study",
+                    "CV macro F1",
+                    "CV std",
+                    "val macro F1",
+                    "val ROC AUC",
+                    "candidates",
+                    "fit s",
+                ],
+                family_rows,
+            ),
+            "## Winner on the test split (refit on train+validation, evaluated once)",
+            markdown_table(["metric", "value"], metric_rows),
+            "## Champion gate",
+            f"Decision: **{decision.alias}**. {decision.reason}.",
+            f"MLflow run: `{run_id}`",
+        ]
+    )

@@ -1,0 +1,1 @@
+"""Serving the registered model through MLflow's scoring server."""

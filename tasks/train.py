@@ -1,0 +1,186 @@
+"""Tune each model family, pick the winner on validation, refit it, evaluate it once on test."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sklearn.base import clone
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.inspection import permutation_importance
+from sklearn.model_selection import HalvingRandomSearchCV, RandomizedSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from galaxy.metrics import classification_metrics, confusion_counts, report_text, to_binary
+from galaxy.model import FAMILIES, describe_space
+from galaxy.prepare import LABEL
+from galaxy.schema import FEATURE_COLUMNS
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    search: str  # "random" | "halving"
+    n_iter: int
+    cv_folds: int
+    n_jobs: int
+    seed: int
+    halving_factor: int = 3
+    dask_address: str | None = None
+
+
+@dataclass
+class FamilyResult:
+    family: str
+    estimator: Pipeline
+    best_params: dict[str, Any]
+    cv_mean: float
+    cv_std: float
+    fit_seconds: float
+    n_candidates: int
+    space: dict[str, str]
+    validation: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reference(self) -> bool:
+        return FAMILIES[self.family].reference
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    confusion: dict[str, int]
+    report: str
+    p_elliptical: np.ndarray
+    y_true: np.ndarray
+
+
+def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    return frame[list(FEATURE_COLUMNS)], to_binary(frame[LABEL].to_numpy())
+
+
+@contextlib.contextmanager
+def parallel_backend(dask_address: str | None) -> Iterator[None]:
+    """Local joblib workers by default; a Dask cluster when an address is set."""
+    if dask_address is None:
+        yield
+        return
+    from distributed import Client
+
+    with Client(dask_address), joblib.parallel_backend("dask"):
+        yield
+
+
+def make_search(family: str, budget: SearchBudget) -> RandomizedSearchCV | HalvingRandomSearchCV:
+    spec = FAMILIES[family]
+    cv = StratifiedKFold(n_splits=budget.cv_folds, shuffle=True, random_state=budget.seed)
+    common: dict[str, Any] = {
+        "scoring": "f1_macro",
+        "cv": cv,
+        "n_jobs": budget.n_jobs,
+        "random_state": budget.seed,
+        "refit": True,
+        "error_score": "raise",
+    }
+    if budget.search == "halving":
+        return HalvingRandomSearchCV(
+            spec.build(budget.seed),
+            spec.space,
+            n_candidates=budget.n_iter,
+            factor=budget.halving_factor,
+            resource="n_samples",
+            min_resources="exhaust",
+            **common,
+        )
+    return RandomizedSearchCV(spec.build(budget.seed), spec.space, n_iter=budget.n_iter, **common)
+
+
+def tune(family: str, train: pd.DataFrame, budget: SearchBudget) -> FamilyResult:
+    """Search one family's space by stratified K-fold CV on the training split."""
+    X, y = features_and_target(train)
+    search = make_search(family, budget)
+    started = time.perf_counter()
+    with parallel_backend(budget.dask_address):
+        search.fit(X, y)
+    elapsed = time.perf_counter() - started
+    best = search.best_index_
+    results = search.cv_results_
+    return FamilyResult(
+        family=family,
+        estimator=search.best_estimator_,
+        best_params={k.removeprefix("classifier__"): v for k, v in search.best_params_.items()},
+        cv_mean=float(results["mean_test_score"][best]),
+        cv_std=float(results["std_test_score"][best]),
+        fit_seconds=elapsed,
+        n_candidates=len(results["params"]),
+        space=describe_space(FAMILIES[family].space),
+    )
+
+
+def p_elliptical(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    return model.predict_proba(frame[list(FEATURE_COLUMNS)])[:, 1]
+
+
+def evaluate(model: Any, frame: pd.DataFrame) -> Evaluation:
+    y_true = frame[LABEL].to_numpy()
+    proba = p_elliptical(model, frame)
+    return Evaluation(
+        metrics=classification_metrics(y_true, proba),
+        confusion=confusion_counts(y_true, proba),
+        report=report_text(y_true, proba),
+        p_elliptical=proba,
+        y_true=y_true,
+    )
+
+
+def select_winner(results: list[FamilyResult]) -> FamilyResult:
+    """Highest validation macro F1; ties go to the higher CV mean."""
+    return max(results, key=lambda result: (result.validation["f1_macro"], result.cv_mean))
+
+
+def refit(result: FamilyResult, train: pd.DataFrame, validation: pd.DataFrame) -> Pipeline:
+    combined = pd.concat([train, validation], ignore_index=True)
+    X, y = features_and_target(combined)
+    return clone(result.estimator).fit(X, y)
+
+
+def feature_importances(model: Pipeline, test: pd.DataFrame, repeats: int, seed: int) -> pd.DataFrame:
+    """The classifier's own importances, or permutation importance of the raw inputs."""
+    classifier = model.named_steps["classifier"]
+    if hasattr(classifier, "feature_importances_"):
+        names = model[:-1].get_feature_names_out()
+        values = classifier.feature_importances_
+        kind = "impurity"
+        stds = np.zeros_like(values)
+    else:
+        X, y = features_and_target(test)
+        result = permutation_importance(
+            model, X, y, scoring="f1_macro", n_repeats=repeats, random_state=seed, n_jobs=1
+        )
+        names, values, stds, kind = (
+            list(X.columns),
+            result.importances_mean,
+            result.importances_std,
+            "permutation",
+        )
+    table = pd.DataFrame({"feature": names, "importance": values, "std": stds, "kind": kind})
+    return table.sort_values("importance", ascending=False).reset_index(drop=True)
+
+
+tune_task = task(name="tune-family", cache_policy=NO_CACHE)(tune)
+evaluate_task = task(name="evaluate", cache_policy=NO_CACHE)(evaluate)
+refit_task = task(name="refit-winner", cache_policy=NO_CACHE)(refit)
+importances_task = task(name="feature-importances", cache_policy=NO_CACHE)(feature_importances)
+
+
+@task(name="validate-family", cache_policy=NO_CACHE)
+def validate_family(result: FamilyResult, validation: pd.DataFrame) -> FamilyResult:
+    result.validation = evaluate(result.estimator, validation).metrics
+    return result

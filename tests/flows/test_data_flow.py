@@ -1,0 +1,124 @@
+"""The data flow end to end under a temporary Prefect server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.data import data_flow
+from galaxy.prepare import DROP_REASONS, LABEL, SchemaError
+from tests.factories import catalogue, raw_frame, with_values, write_snapshot
+from tests.standin_skyserver import running
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+SPOILED = {  # row -> (cells, reason)
+    0: ({"mag_r": np.nan}, "missing_value"),
+    1: ({"stellar_mass": -9999.0}, "sentinel_-9999"),
+    2: ({name: 0.0 for name in ("mag_u", "mag_g", "mag_r", "mag_i", "mag_z")}, "all_zero_magnitudes"),
+    3: ({"deVAB_r": 1.2}, "axis_ratio_outside_(0,1]"),
+    4: ({"expRad_r": 0.0}, "non_positive_radius"),
+    5: ({"redshift": -0.02}, "redshift_below_-0.01"),
+    6: ({"mag_z": 60.0}, "out_of_physical_range"),
+    20: ({"spiral": 1}, "invalid_label_flags"),  # an elliptical with the spiral flag too
+}
+
+
+def write_settings(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "settings.yaml"
+    path.write_text(f"data:\n  cache_dir: {tmp_path / 'cache'}\nsplit:\n  seed: 3\n{extra}")
+    return path
+
+
+def tiny_snapshot(tmp_path: Path) -> Path:
+    """20 spirals, 10 ellipticals, 3 uncertain rows; one spoiled row per drop reason."""
+    frame = raw_frame(n_spiral=20, n_elliptical=10, n_uncertain=3)
+    for row, (cells, _) in SPOILED.items():
+        frame = with_values(frame, row, **cells)
+    return write_snapshot(frame, tmp_path / "tiny.csv.gz")
+
+
+def test_data_flow_on_a_tiny_snapshot(tmp_path: Path) -> None:
+    snapshot = tiny_snapshot(tmp_path)
+    prepared = data_flow(snapshot=str(snapshot), settings_file=str(write_settings(tmp_path)))
+    assert prepared.source == f"snapshot:{snapshot.resolve()}"
+    assert prepared.dropped == {reason: 1 for reason in DROP_REASONS}
+    # 7 of the 20 spirals and 1 of the 10 ellipticals are dropped
+    assert prepared.counts == {
+        "raw": 33,
+        "clean": 25,
+        "dropped": 8,
+        "labelled": 22,
+        "unlabelled": 3,
+        "labelled_spiral": 13,
+        "labelled_elliptical": 9,
+        "train": 18,
+        "validation": 2,
+        "test": 2,
+    }
+    assert prepared.split.sizes == {"train": 18, "validation": 2, "test": 2}
+    assert (prepared.unlabelled["uncertain"] == 1).all()
+    parts = [prepared.split.train, prepared.split.validation, prepared.split.test]
+    assert sum(len(part) for part in parts) == 22
+    assert set(pd.concat(parts)[LABEL]) == {"spiral", "elliptical"}
+    assert len(prepared.digest) == 16
+
+
+def test_data_flow_is_reproducible(tmp_path: Path) -> None:
+    snapshot = str(tiny_snapshot(tmp_path))
+    settings = str(write_settings(tmp_path))
+    first = data_flow(snapshot=snapshot, settings_file=settings)
+    second = data_flow(snapshot=snapshot, settings_file=settings)
+    assert first.digest == second.digest
+    pd.testing.assert_frame_equal(first.split.test, second.split.test)
+
+
+def test_data_flow_missing_column(tmp_path: Path) -> None:
+    frame = raw_frame(n_spiral=5, n_elliptical=5).drop(columns=["deVRad_r"])
+    snapshot = write_snapshot(frame, tmp_path / "input" / "broken.csv")
+    settings = write_settings(tmp_path)
+    with pytest.raises(SchemaError) as error:
+        data_flow(snapshot=str(snapshot), settings_file=str(settings))
+    assert str(error.value) == "missing required column(s): 'deVRad_r'"
+    assert not (tmp_path / "cache").exists()
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["broken.csv", "input", "settings.yaml"]
+
+
+def test_data_flow_from_skyserver_through_settings(tmp_path: Path) -> None:
+    table = catalogue(230)
+    with running(table) as server:
+        settings = write_settings(
+            tmp_path,
+            f"skyserver:\n  base_url: {server.base_url}\n  page_size: 100\n  timeout_seconds: 5\n"
+            "  retries: 0\n",
+        )
+        prepared = data_flow(source="skyserver", settings_file=str(settings))
+    assert prepared.source == "skyserver:DR17"
+    assert len(server.page_requests()) == 3
+    assert prepared.counts["raw"] == 230
+    assert prepared.counts["clean"] == 230
+    # catalogue(): per 4 rows, 2 spirals, 1 elliptical, 1 uncertain
+    assert prepared.counts["labelled_spiral"] == 115
+    assert prepared.counts["labelled_elliptical"] == 58
+    assert prepared.counts["unlabelled"] == 57
+    assert (tmp_path / "cache" / "skyserver").is_dir()
+
+
+def test_data_flow_on_the_shared_snapshot(shared_snapshot: Path, tmp_path: Path) -> None:
+    prepared = data_flow(snapshot=str(shared_snapshot), settings_file=str(write_settings(tmp_path)))
+    counts = prepared.counts
+    assert counts["raw"] == 3976
+    assert counts["labelled"] + counts["unlabelled"] + counts["dropped"] == counts["raw"]
+    assert counts["dropped"] == sum(prepared.dropped.values())
+    # the dirty values the data README lists: empty cells, -9999 sentinels, all-zero magnitudes
+    assert prepared.dropped["missing_value"] == 5
+    assert prepared.dropped["sentinel_-9999"] == 11
+    assert prepared.dropped["all_zero_magnitudes"] == 4  # 3 of the 7 also carry a sentinel
+    assert counts["labelled_spiral"] + counts["labelled_elliptical"] == counts["labelled"]
+    sizes = prepared.split.sizes
+    assert sum(sizes.values()) == counts["labelled"]
+    assert sizes["test"] == round(0.1 * counts["labelled"])
+    assert sizes["validation"] == round(0.1 * counts["labelled"])
