@@ -27,6 +27,7 @@ from tasks.train import (
     importances_task,
     refit_task,
     select_winner,
+    soft_vote_task,
     tune_task,
     validate_family,
 )
@@ -87,6 +88,10 @@ def run_training(settings: Settings, quick: bool) -> TrainingSummary:
                 "%s: CV macro F1 %.4f, validation %.4f", family, result.cv_mean, result.validation["f1_macro"]
             )
             results.append(result)
+        if settings.training.ensemble and len([r for r in results if r.family != "decision_tree"]) >= 2:
+            ensemble = validate_family(soft_vote_task(results, parts.train, budget), parts.validation)
+            log_family_run(uri, run_id, ensemble)
+            results.append(ensemble)
         winner = select_winner(results)
         model = refit_task(winner, parts.train, parts.validation)
         evaluation = evaluate_task(model, parts.test)

@@ -77,6 +77,7 @@ class TrainingSettings(_Section):
             "logistic",
         ]
     )
+    ensemble: bool = Field(True, description="also try a soft vote of the tuned families")
     search: Literal["random", "halving"] = "random"
     n_iter: int = Field(30, ge=1)
     cv_folds: int = Field(10, ge=2)

@@ -186,7 +186,7 @@ class ChampionScore:
 
 def champion_version(tracking: MlflowClient, model_name: str, alias: str = CHAMPION) -> str | None:
     try:
-        return tracking.get_model_version_by_alias(model_name, alias).version
+        return str(tracking.get_model_version_by_alias(model_name, alias).version)
     except MlflowException as error:
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
             return None
@@ -268,4 +268,4 @@ def register_model(
     except Exception:
         tracking.delete_model_version(model_name, version.version)
         raise
-    return version.version
+    return str(version.version)

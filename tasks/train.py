@@ -14,11 +14,18 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sklearn.base import clone
+from sklearn.ensemble import VotingClassifier
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.inspection import permutation_importance
-from sklearn.model_selection import HalvingRandomSearchCV, RandomizedSearchCV, StratifiedKFold
+from sklearn.model_selection import (
+    HalvingRandomSearchCV,
+    RandomizedSearchCV,
+    StratifiedKFold,
+    cross_val_score,
+)
 from sklearn.pipeline import Pipeline
 
+from galaxy.features import CatalogueFeatures
 from galaxy.metrics import classification_metrics, confusion_counts, report_text, to_binary
 from galaxy.model import FAMILIES, describe_space
 from galaxy.prepare import LABEL
@@ -50,7 +57,7 @@ class FamilyResult:
 
     @property
     def reference(self) -> bool:
-        return FAMILIES[self.family].reference
+        return self.family in FAMILIES and FAMILIES[self.family].reference
 
 
 @dataclass
@@ -124,6 +131,43 @@ def tune(family: str, train: pd.DataFrame, budget: SearchBudget) -> FamilyResult
     )
 
 
+ENSEMBLE = "soft_vote"
+
+
+def soft_vote(results: list[FamilyResult], train: pd.DataFrame, budget: SearchBudget) -> FamilyResult:
+    """Average the probabilities of the tuned families (a single decision tree left out).
+
+    One pipeline still: the shared feature step, then a soft-voting classifier whose members
+    are the tuned families' own scaler/classifier steps. Scored by the same K-fold CV.
+    """
+    members = [r for r in results if r.family != "decision_tree"]
+    if len(members) < 2:
+        raise ValueError("training.ensemble needs at least two families besides decision_tree")
+    voters = []
+    for member in members:
+        tail = member.estimator[1:]
+        voters.append((member.family, tail[0] if len(tail) == 1 else tail))
+    model = Pipeline(
+        [("features", CatalogueFeatures()), ("classifier", VotingClassifier(voters, voting="soft"))]
+    )
+    X, y = features_and_target(train)
+    cv = StratifiedKFold(n_splits=budget.cv_folds, shuffle=True, random_state=budget.seed)
+    started = time.perf_counter()
+    with parallel_backend(budget.dask_address):
+        scores = cross_val_score(model, X, y, scoring="f1_macro", cv=cv, n_jobs=budget.n_jobs)
+    model.fit(X, y)
+    return FamilyResult(
+        family=ENSEMBLE,
+        estimator=model,
+        best_params={"members": ",".join(m.family for m in members)},
+        cv_mean=float(scores.mean()),
+        cv_std=float(scores.std()),
+        fit_seconds=time.perf_counter() - started,
+        n_candidates=1,
+        space={"members": "tuned families except decision_tree, soft voting"},
+    )
+
+
 def p_elliptical(model: Any, frame: pd.DataFrame) -> np.ndarray:
     return model.predict_proba(frame[list(FEATURE_COLUMNS)])[:, 1]
 
@@ -177,6 +221,7 @@ def feature_importances(model: Pipeline, test: pd.DataFrame, repeats: int, seed:
 tune_task = task(name="tune-family", cache_policy=NO_CACHE)(tune)
 evaluate_task = task(name="evaluate", cache_policy=NO_CACHE)(evaluate)
 refit_task = task(name="refit-winner", cache_policy=NO_CACHE)(refit)
+soft_vote_task = task(name="soft-vote-ensemble", cache_policy=NO_CACHE)(soft_vote)
 importances_task = task(name="feature-importances", cache_policy=NO_CACHE)(feature_importances)
 
 

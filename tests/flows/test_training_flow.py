@@ -1,0 +1,159 @@
+"""The training flow end to end: real Prefect (test harness), real MLflow on a temporary SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.training import training_flow
+from galaxy.prepare import SchemaError
+from galaxy.schema import FEATURE_COLUMNS
+from tests.factories import raw_frame, write_snapshot
+
+FAMILIES = ["logistic", "decision_tree", "knn"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """MLflow tracking in a temporary SQLite file, with a temporary artifact folder."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "GALAXY_MLFLOW__ARTIFACT_ROOT")}
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["GALAXY_MLFLOW__ARTIFACT_ROOT"] = str(folder / "artifacts")
+    yield uri, folder
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_snapshot(raw_frame(120, 60, 20, seed=5), tmp_path_factory.mktemp("data") / "gz1.csv")
+
+
+@pytest.fixture(scope="module")
+def first_run(prefect_harness: None, store: tuple[str, Path], snapshot: Path):
+    return training_flow(snapshot=str(snapshot), quick=True, families=FAMILIES)
+
+
+def test_first_run_registers_a_champion_with_runs_metrics_and_artifacts(
+    first_run, store: tuple[str, Path]
+) -> None:
+    uri, _ = store
+    client = MlflowClient(uri)
+    assert first_run.version == "1"
+    assert first_run.alias == "champion"
+    assert first_run.winner in [*FAMILIES, "soft_vote"]
+    assert 0.0 <= first_run.test_metrics["f1_macro"] <= 1.0
+
+    parent = client.get_run(first_run.run_id)
+    assert parent.info.status == "FINISHED"
+    for key in (
+        "test_f1_macro",
+        "test_roc_auc",
+        "test_accuracy",
+        "test_recall_elliptical",
+        "test_f1_weighted",
+    ):
+        assert key in parent.data.metrics
+    assert parent.data.metrics["dropped.missing_value"] == 0
+    assert parent.data.params["data.train"] == str(first_run_split_size(parent, "train"))
+    assert parent.data.tags["galaxy.winner"] == first_run.winner
+    assert len(parent.data.tags["mlflow.source.git.commit"]) >= 7
+    contexts = {inp.tags[0].value for inp in parent.inputs.dataset_inputs}
+    assert contexts == {"training", "test"}
+
+    artifacts = {item.path for item in client.list_artifacts(first_run.run_id, "evaluation")}
+    assert artifacts == {
+        "evaluation/classification_report.txt",
+        "evaluation/confusion_matrix.json",
+        "evaluation/confusion_matrix.png",
+        "evaluation/feature_importances.csv",
+        "evaluation/roc_curve.png",
+    }
+
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first_run.run_id}'"
+    )
+    names = {child.data.tags["mlflow.runName"] for child in children}
+    assert names == {*FAMILIES, "soft_vote"}
+    for child in children:
+        assert "cv_f1_macro_mean" in child.data.metrics
+        assert "cv_f1_macro_std" in child.data.metrics
+        assert "val_f1_macro" in child.data.metrics
+        assert "fit_seconds" in child.data.metrics
+    knn = next(c for c in children if c.data.tags["mlflow.runName"] == "knn")
+    assert "space.n_neighbors" in knn.data.params
+    assert "best.n_neighbors" in knn.data.params
+
+    version = client.get_model_version_by_alias("galaxy-morphology", "champion")
+    assert str(version.version) == "1"
+    assert version.tags["gate.decision"] == "champion"
+    assert version.tags["gate.reason"] == "no champion yet"
+
+
+def first_run_split_size(parent, name: str) -> int:
+    return int(parent.data.params[f"data.{name}"])
+
+
+def test_same_data_again_becomes_challenger_and_champion_stays(first_run, snapshot: Path, store) -> None:
+    uri, _ = store
+    second = training_flow(snapshot=str(snapshot), quick=True, families=FAMILIES)
+    client = MlflowClient(uri)
+    assert second.version == "2"
+    assert second.alias == "challenger"
+    assert str(client.get_model_version_by_alias("galaxy-morphology", "champion").version) == "1"
+    tags = client.get_model_version("galaxy-morphology", "2").tags
+    assert tags["gate.decision"] == "challenger"
+    assert float(tags["gate.champion_f1_macro"]) >= float(tags["gate.new_f1_macro"])
+
+
+def test_a_failed_run_leaves_champion_and_versions_alone(first_run, store, tmp_path: Path) -> None:
+    uri, _ = store
+    client = MlflowClient(uri)
+    before = {str(v.version) for v in client.search_model_versions("name = 'galaxy-morphology'")}
+    broken = write_snapshot(raw_frame(30, 20, 0).drop(columns=["expAB_r"]), tmp_path / "broken.csv")
+    with pytest.raises(SchemaError, match="expAB_r"):
+        training_flow(snapshot=str(broken), quick=True, families=FAMILIES)
+    after = {str(v.version) for v in client.search_model_versions("name = 'galaxy-morphology'")}
+    assert after == before
+    assert str(client.get_model_version_by_alias("galaxy-morphology", "champion").version) == "1"
+
+
+def test_champion_loads_in_a_fresh_process_and_predicts_raw_rows(first_run, store, tmp_path: Path) -> None:
+    uri, _ = store
+    rows = raw_frame(3, 3, 0, seed=11)
+    rows_path = tmp_path / "rows.json"
+    rows.to_json(rows_path, orient="records")
+    script = (
+        "import json, sys, mlflow, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model('models:/galaxy-morphology@champion')\n"
+        f"frame = pd.read_json({str(rows_path)!r}, orient='records')\n"
+        "out = model.predict(frame)\n"
+        "print(json.dumps(out.to_dict(orient='records')))\n"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    predictions = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(predictions) == 6
+    for row in predictions:
+        assert row["label"] in ("elliptical", "spiral")
+        assert 0.0 <= row["p_elliptical"] <= 1.0
+    in_process = mlflow.pyfunc.load_model("models:/galaxy-morphology@champion").predict(
+        rows[list(FEATURE_COLUMNS)]
+    )
+    assert [row["label"] for row in predictions] == in_process["label"].tolist()
