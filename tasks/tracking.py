@@ -112,6 +112,10 @@ def start_training_run(
     with mlflow.start_run(run_id=run_id):
         mlflow.log_input(dataset, context="training")
         mlflow.log_input(test, context="test")
+        with tempfile.TemporaryDirectory() as folder:
+            reference = Path(folder) / "reference.parquet"
+            training[[*FEATURE_COLUMNS, LABEL]].to_parquet(reference, index=False)
+            mlflow.log_artifact(str(reference), artifact_path="reference")
     return run_id
 
 
