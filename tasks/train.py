@@ -104,7 +104,9 @@ def make_search(family: str, budget: SearchBudget) -> RandomizedSearchCV | Halvi
             factor=budget.halving_factor,
             resource="n_samples",
             min_resources="exhaust",
-            **common,
+            # early rounds fit on few rows: a candidate that cannot (e.g. more neighbours
+            # than rows) scores NaN there and drops out instead of stopping the search
+            **{**common, "error_score": np.nan},
         )
     return RandomizedSearchCV(spec.build(budget.seed), spec.space, n_iter=budget.n_iter, **common)
 
