@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.data import prepare_data
-from galaxy.gate import GateDecision, decide
+from galaxy.gate import CHALLENGER, GateDecision, decide
 from galaxy.settings import Settings, load_settings
 from galaxy.summary import training_markdown
 from tasks.tracking import (
@@ -57,8 +57,12 @@ def search_budget(settings: Settings, quick: bool) -> SearchBudget:
     )
 
 
-def run_training(settings: Settings, quick: bool) -> TrainingSummary:
-    """The training steps on already-loaded settings (shared with the retraining review)."""
+def run_training(settings: Settings, quick: bool, promote: bool = True) -> TrainingSummary:
+    """The training steps on already-loaded settings (shared with the retraining review).
+
+    ``promote=False`` (the review) registers the new model as ``challenger`` whatever the
+    gate says: only a maintainer's decision moves ``champion`` then.
+    """
     log = get_run_logger()
     prepared = prepare_data(settings)
     parts = prepared.split
@@ -101,6 +105,10 @@ def run_training(settings: Settings, quick: bool) -> TrainingSummary:
         decision = decide(
             evaluation.metrics["f1_macro"], champion.f1_macro, champion.version, settings.training.gate_margin
         )
+        if not promote and decision.alias != CHALLENGER:
+            decision = replace(
+                decision, alias=CHALLENGER, reason=f"{decision.reason}; review: awaits a maintainer"
+            )
         version = register_model(
             uri,
             run_id,

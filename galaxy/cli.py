@@ -134,5 +134,144 @@ def train(
     )
 
 
+@app.command()
+def monitor(
+    batch: Annotated[Path, typer.Option("--batch", help="labelled batch: CSV, CSV.gz or Parquet")],
+    model_uri: Annotated[
+        str | None, typer.Option("--model-uri", help="model to monitor (default: models:/<name>@champion)")
+    ] = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Run the monitoring flow: score a labelled batch, check ranges and drift, report, alert."""
+    from flows.monitoring import monitoring_flow
+    from monitoring.metrics import BatchError
+    from tasks.monitor import MonitoringError
+
+    _use_settings_file(settings)
+    try:
+        result = monitoring_flow(batch_path=str(batch), model_uri=model_uri)
+    except (SettingsError, BatchError, MonitoringError) as error:
+        _fail(error)
+        return
+    typer.echo(f"status: {result.status} (model version {result.model_version}, batch {result.batch_digest})")
+    if result.insufficient:
+        typer.echo(f"insufficient: {result.insufficient}")
+    for check in result.checks:
+        value = "n/a" if check.value is None else f"{check.value:.4f}"
+        typer.echo(f"  {check.metric:>20}: {value:>8}  {check.range:<14} {check.status}")
+    typer.echo(f"report: {result.report_dir}")
+    typer.echo(f"mlflow run: {result.run_id}")
+    if result.status == "breach":
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    model_uri: Annotated[
+        str | None,
+        typer.Option("--model-uri", help="model to serve (default: models:/<model_name>@<serving alias>)"),
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="port to listen on")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="uvicorn worker processes")] = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Serve the registered model with MLflow's scoring server (in the foreground)."""
+    from galaxy.settings import load_settings
+    from serving.server import ServerError, default_model_uri, serve_foreground
+
+    _use_settings_file(settings)
+    try:
+        loaded = load_settings({"serving": {"host": host, "port": port, "workers": workers}})
+    except SettingsError as error:
+        _fail(error)
+        return
+    uri = model_uri or default_model_uri(loaded)
+    serving = loaded.serving
+    typer.echo(f"serving {uri} on http://{serving.host}:{serving.port} ({serving.workers} worker(s))")
+    try:
+        code = serve_foreground(uri, loaded.tracking_uri(), serving.host, serving.port, serving.workers)
+    except ServerError as error:
+        _fail(error)
+        return
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def classify(
+    input: Annotated[Path, typer.Option("--input", help="catalogue to classify: CSV, CSV.gz or Parquet")],
+    output: Annotated[Path, typer.Option("--output", help="predictions Parquet file to write")],
+    only_unlabelled: Annotated[
+        bool, typer.Option("--only-unlabelled", help="classify only rows whose GZ1 'uncertain' flag is 1")
+    ] = False,
+    model_uri: Annotated[
+        str | None,
+        typer.Option("--model-uri", help="model to use (default: models:/<model_name>@<serving alias>)"),
+    ] = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Classify a catalogue file in chunks; invalid rows go to <output stem>.rejects.parquet."""
+    from flows.classify import classify_flow
+    from galaxy.prepare import SchemaError
+    from tasks.score import ClassifyError
+
+    _use_settings_file(settings)
+    try:
+        summary = classify_flow(
+            input_path=str(input),
+            output_path=str(output),
+            only_unlabelled=only_unlabelled,
+            model_uri=model_uri,
+        )
+    except (SettingsError, SchemaError, ClassifyError) as error:
+        _fail(error)
+        return
+    typer.echo(f"model: {summary.model_uri} ({summary.model_name} v{summary.model_version})")
+    typer.echo(f"  {'input rows':>16}: {summary.input_rows}")
+    if only_unlabelled:
+        typer.echo(f"  {'skipped labelled':>16}: {summary.skipped}")
+    typer.echo(f"  {'classified':>16}: {summary.scored}")
+    typer.echo(f"  {'rejected':>16}: {summary.rejected}")
+    for reason, count in summary.reasons.items():
+        typer.echo(f"    {reason:>28}: {count}")
+    typer.echo(f"predictions: {summary.output_path}")
+    typer.echo(f"rejects:     {summary.rejects_path}")
+
+
+@app.command()
+def review(
+    force: Annotated[bool, typer.Option("--force", help="review even when none is due")] = False,
+    source: SourceOption = None,
+    snapshot: SnapshotOption = None,
+    quick: Annotated[bool, typer.Option("--quick", help="small search budget, for tests and demos")] = False,
+    settings: SettingsOption = None,
+) -> None:
+    """Run the retraining review: challenger vs champion, then wait for a maintainer's decision.
+
+    The decision is given by resuming the paused run in the Prefect UI (its input form).
+    """
+    from flows.review import review_flow
+    from galaxy.prepare import SchemaError
+    from tasks.ingest import IngestError
+    from tasks.tracking import RegistryError
+
+    _use_settings_file(settings)
+    try:
+        summary = review_flow(
+            force=force,
+            source=_check_source(source),
+            snapshot=str(snapshot) if snapshot else None,
+            quick=quick,
+        )
+    except (SettingsError, SchemaError, IngestError, RegistryError) as error:
+        _fail(error)
+        return
+    typer.echo(f"review: {summary.outcome}" + (f" ({'; '.join(summary.reasons)})" if summary.reasons else ""))
+    if summary.challenger:
+        typer.echo(f"challenger: version {summary.challenger}; reviewer {summary.reviewer or '-'}")
+        typer.echo(f"comment: {summary.comment}")
+    typer.echo(f"champion: version {summary.champion_after}")
+
+
 if __name__ == "__main__":
     app()

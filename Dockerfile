@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# Serving image for one registered version of galaxy-morphology: MLflow's scoring server
+# (uvicorn) around the pyfunc, with only the model's runtime dependencies.
+#
+# The model is baked in, so the image needs no tracking server at run time and is
+# immutable per model version. Build from the repository root:
+#
+#   MLFLOW_TRACKING_URI=sqlite:///mlflow.db \
+#     mlflow artifacts download -u models:/galaxy-morphology@champion -d build/model
+#   docker build -t galaxy-morphology-serving .
+#   docker run --rm -p 8080:8080 galaxy-morphology-serving
+#   curl -s localhost:8080/invocations -H 'Content-Type: application/json' \
+#     -d @build/model/serving_input_example.json
+#
+# The model folder holds its own code (serving/model.py as model.py, galaxy/ under code/),
+# the skops pipeline and requirements.txt; nothing else from the repository is copied
+# (.dockerignore admits only build/model). mlflow-skinny replaces mlflow (no UI, SQL store
+# or server extras) and matplotlib, used only for training plots, is left out.
+# Alternative without this file: `mlflow models build-docker -m models:/galaxy-morphology@champion`
+# (bigger image: full mlflow, Java-free but with the whole conda/virtualenv tooling).
+
+FROM python:3.11-slim
+
+ARG MODEL_DIR=build/model
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT=60 \
+    WORKERS=2
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin serve
+
+COPY --chown=serve:serve ${MODEL_DIR}/requirements.txt /tmp/requirements.txt
+# the model's pinned requirements, with mlflow swapped for mlflow-skinny of the same version
+RUN mlflow_version="$(sed -n 's/^mlflow==//p' /tmp/requirements.txt)" \
+    && test -n "$mlflow_version" \
+    && grep -vE '^(mlflow|matplotlib)([=<>!~ ]|$)' /tmp/requirements.txt > /tmp/runtime.txt \
+    && pip install "mlflow-skinny==${mlflow_version}" -r /tmp/runtime.txt \
+    && rm /tmp/requirements.txt /tmp/runtime.txt
+
+COPY --chown=serve:serve ${MODEL_DIR} /model
+
+USER 10001
+WORKDIR /home/serve
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/ping', timeout=4).status != 200)"]
+
+# sh -c only to read $WORKERS; exec hands PID 1 to mlflow, which execs uvicorn
+CMD ["sh", "-c", "exec mlflow models serve -m /model --env-manager local --host 0.0.0.0 --port 8080 --workers \"$WORKERS\""]

