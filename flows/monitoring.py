@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.data import skyserver_request
 from galaxy.settings import Settings, load_settings
 from monitoring.alerts import Delivery
-from monitoring.metrics import batch_values, evidently_report, finite
+from monitoring.metrics import BatchError, batch_values, evidently_report, finite
 from monitoring.ranges import FAIL, INSUFFICIENT, PASS, Check, breaches, check_ranges, insufficient_reason
 from monitoring.report import monitoring_markdown, report_folder, write_report
-from tasks.monitor import alert, load_batch, load_reference, log_monitoring_run, resolve_model_task, score
+from tasks.ingest import SkyServerRequest
+from tasks.monitor import (
+    alert,
+    load_batch,
+    load_reference,
+    load_skyserver_batch,
+    log_monitoring_run,
+    resolve_model_task,
+    score,
+)
 
 BREACH = "breach"
 
@@ -39,12 +49,26 @@ class MonitoringResult:
         return breaches(self.checks)
 
 
-def run_monitoring(settings: Settings, batch_path: str, model_uri: str | None = None) -> MonitoringResult:
+def run_monitoring(
+    settings: Settings,
+    batch_path: str | None,
+    model_uri: str | None = None,
+    window: SkyServerRequest | None = None,
+) -> MonitoringResult:
     """The monitoring steps on loaded settings. Nothing is recorded when the batch is unusable."""
     log = get_run_logger()
     uri = settings.tracking_uri()
     monitoring = settings.monitoring
-    batch = load_batch(batch_path, settings.labels.rule, settings.labels.threshold)
+    labels = settings.labels
+    if window is not None:
+        batch = load_skyserver_batch(
+            window, settings.data.cache_dir, settings.skyserver.base_url, labels.rule, labels.threshold
+        )
+        batch_path = batch.path
+    elif batch_path is not None:
+        batch = load_batch(batch_path, labels.rule, labels.threshold)
+    else:
+        raise BatchError("give a batch file, or a SkyServer window (after_objid and rows)")
     champion = resolve_model_task(uri, settings.mlflow.model_name, model_uri)
     log.info("monitoring %s (version %s) on %s", champion.uri, champion.version, batch_path)
     too_small = insufficient_reason(
@@ -154,8 +178,18 @@ def run_monitoring(settings: Settings, batch_path: str, model_uri: str | None = 
 
 @flow(name="galaxy-monitoring")
 def monitoring_flow(
-    batch_path: str, model_uri: str | None = None, settings_file: str | None = None
+    batch_path: str | None = None,
+    model_uri: str | None = None,
+    settings_file: str | None = None,
+    after_objid: int | None = None,
+    rows: int | None = None,
 ) -> MonitoringResult:
-    """Score a labelled batch with the champion, check metrics and drift, report and alert."""
+    """Score a labelled batch (a file, or a SkyServer window of ``rows`` rows after ``after_objid``)
+    with the champion, check metrics and drift, report and alert."""
     settings = load_settings(None, Path(settings_file) if settings_file else None)
-    return run_monitoring(settings, batch_path, model_uri)
+    window = None
+    if after_objid is not None or rows is not None:
+        if batch_path is not None or after_objid is None or rows is None:
+            raise BatchError("a SkyServer window needs after_objid and rows, and no batch_path")
+        window = replace(skyserver_request(settings), after_objid=after_objid, max_rows=rows)
+    return run_monitoring(settings, batch_path, model_uri, window)

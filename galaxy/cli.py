@@ -136,21 +136,33 @@ def train(
 
 @app.command()
 def monitor(
-    batch: Annotated[Path, typer.Option("--batch", help="labelled batch: CSV, CSV.gz or Parquet")],
+    batch: Annotated[
+        Path | None, typer.Option("--batch", help="labelled batch: CSV, CSV.gz or Parquet")
+    ] = None,
+    after_objid: Annotated[
+        int | None, typer.Option("--skyserver-after", help="SkyServer window: rows with objid above this")
+    ] = None,
+    rows: Annotated[
+        int | None, typer.Option("--skyserver-rows", min=1, help="SkyServer window: number of rows")
+    ] = None,
     model_uri: Annotated[
         str | None, typer.Option("--model-uri", help="model to monitor (default: models:/<name>@champion)")
     ] = None,
     settings: SettingsOption = None,
 ) -> None:
-    """Run the monitoring flow: score a labelled batch, check ranges and drift, report, alert."""
+    """Run the monitoring flow on a labelled batch file or a SkyServer window: score it, check
+    ranges and drift, report, alert."""
     from flows.monitoring import monitoring_flow
     from monitoring.metrics import BatchError
+    from tasks.ingest import IngestError
     from tasks.monitor import MonitoringError
 
     _use_settings_file(settings)
     try:
-        result = monitoring_flow(batch_path=str(batch), model_uri=model_uri)
-    except (SettingsError, BatchError, MonitoringError) as error:
+        result = monitoring_flow(
+            batch_path=str(batch) if batch else None, model_uri=model_uri, after_objid=after_objid, rows=rows
+        )
+    except (SettingsError, BatchError, MonitoringError, IngestError) as error:
         _fail(error)
         return
     typer.echo(f"status: {result.status} (model version {result.model_version}, batch {result.batch_digest})")

@@ -73,8 +73,8 @@ def page_query(after_objid: int, top: int) -> str:
     return sql_template().format(top=f"TOP {top}", after_objid=after_objid, order_by="ORDER BY zs.objid")
 
 
-def count_query() -> str:
-    inner = sql_template().format(top="", after_objid=-1, order_by="")
+def count_query(after_objid: int = -1) -> str:
+    inner = sql_template().format(top="", after_objid=after_objid, order_by="")
     return f"SELECT COUNT_BIG(*) AS n FROM ({inner}) AS q"
 
 
@@ -86,10 +86,12 @@ class SkyServerRequest:
     timeout_seconds: float
     retries: int
     backoff_seconds: float
+    after_objid: int = -1  # a window of the table: rows with a larger objid (monitoring batches)
 
     def key(self) -> str:
         """Hash of everything that decides the pages' content and boundaries."""
-        text = json.dumps([sql_template(), self.release, self.page_size, self.max_rows], sort_keys=True)
+        parts = [sql_template(), self.release, self.page_size, self.max_rows, self.after_objid]
+        text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -189,7 +191,9 @@ def fetch_skyserver(request: SkyServerRequest, cache_dir: Path, fetch: Fetch) ->
     if manifest_path.exists():
         total = int(json.loads(manifest_path.read_text())["rows"])
     else:
-        counted = _with_retries("row count", lambda: parse_csv_page(fetch(count_query())), request)
+        counted = _with_retries(
+            "row count", lambda: parse_csv_page(fetch(count_query(request.after_objid))), request
+        )
         total = int(counted.iloc[0, 0])
         manifest_path.write_text(json.dumps({"rows": total, "release": request.release}))
     if request.max_rows is not None:
@@ -198,7 +202,7 @@ def fetch_skyserver(request: SkyServerRequest, cache_dir: Path, fetch: Fetch) ->
     log.info("SkyServer DR%d: %d rows in %d page(s) of %d", request.release, total, pages, request.page_size)
 
     frames: list[pd.DataFrame] = []
-    after = -1
+    after = request.after_objid
     for number in range(pages):
         path = folder / f"page-{number:05d}.parquet"
         expected = min(request.page_size, total - number * request.page_size)

@@ -22,6 +22,7 @@ from galaxy.settings import Settings
 from monitoring import alerts
 from monitoring.metrics import Batch, prepare_batch, read_batch, reference_from_table, scored_frame
 from monitoring.ranges import Check
+from tasks.ingest import SkyServerRequest, astroquery_fetch, fetch_skyserver
 from tasks.tracking import client, ensure_experiment
 
 REFERENCE_ARTIFACT = "reference/reference.parquet"
@@ -44,6 +45,19 @@ class Champion:
     name: str
     version: str
     run_id: str | None
+
+
+@task(name="load-skyserver-batch", cache_policy=NO_CACHE)
+def load_skyserver_batch(
+    request: SkyServerRequest, cache_dir: Path, base_url: str | None, rule: str, threshold: float
+) -> Batch:
+    """A SkyServer query window (rows after an objid, at most ``max_rows``) as a labelled batch."""
+    fetch = astroquery_fetch(request.release, request.timeout_seconds, base_url)
+    raw, _ = fetch_skyserver(request, cache_dir, fetch)
+    name = f"skyserver:DR{request.release}:objid>{request.after_objid}:rows<={request.max_rows}"
+    batch = prepare_batch(raw, name, rule, threshold)
+    _logger().info("batch %s: %s, per class %s", name, batch.counts, batch.per_class)
+    return batch
 
 
 @task(name="load-batch", cache_policy=NO_CACHE)
