@@ -14,10 +14,10 @@ from galaxy import prepare
 from galaxy.metrics import classification_metrics, confusion_counts
 from galaxy.prepare import LABEL, SchemaError
 from galaxy.schema import CLASSES, FEATURE_COLUMNS, FLAGS, LABEL_ELLIPTICAL
+from tasks.ingest import IngestError, read_table
 
 PREDICTION = "prediction"
 P_ELLIPTICAL = "p_elliptical"
-BATCH_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
 
 class BatchError(ValueError):
@@ -39,18 +39,10 @@ class Batch:
 
 def read_batch(path: str | Path) -> pd.DataFrame:
     """A CSV, CSV.gz or Parquet file as a frame (no column checks yet)."""
-    path = Path(path)
-    if not path.exists():
-        raise BatchError(f"batch {path}: file not found")
-    name = path.name.lower()
     try:
-        if name.endswith(".parquet"):
-            return pd.read_parquet(path)
-        if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path, low_memory=False)
-    except Exception as error:  # unreadable content: name the file and the parser's message
-        raise BatchError(f"batch {path}: cannot be read ({type(error).__name__}: {error})") from error
-    raise BatchError(f"batch {path}: unsupported file type (use {', '.join(BATCH_SUFFIXES)})")
+        return read_table(Path(path), what="batch")
+    except IngestError as error:
+        raise BatchError(str(error)) from error
 
 
 def prepare_batch(raw: pd.DataFrame, path: str, rule: str = "gz1_flags", threshold: float = 0.8) -> Batch:

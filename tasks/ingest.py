@@ -45,19 +45,25 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 # --------------------------------------------------------------------------- snapshot
 
 
-def read_snapshot(path: Path) -> pd.DataFrame:
-    """Read a CSV, CSV.gz or Parquet snapshot and give its columns their canonical names."""
+def read_table(path: Path, what: str = "snapshot") -> pd.DataFrame:
+    """A CSV, CSV.gz or Parquet file as it is; ``IngestError`` names the file and the problem."""
     path = Path(path)
     if not path.exists():
-        raise IngestError(f"snapshot file not found: {path}")
+        raise IngestError(f"{what} file not found: {path}")
     name = path.name.lower()
-    if name.endswith(".parquet"):
-        frame = pd.read_parquet(path)
-    elif name.endswith((".csv", ".csv.gz")):
-        frame = pd.read_csv(path, low_memory=False)
-    else:
-        raise IngestError(f"snapshot {path}: unsupported file type (use {', '.join(SNAPSHOT_SUFFIXES)})")
-    return canonicalize(frame)
+    if not name.endswith((".parquet", ".csv", ".csv.gz")):
+        raise IngestError(f"{what} {path}: unsupported file type (use {', '.join(SNAPSHOT_SUFFIXES)})")
+    try:
+        if name.endswith(".parquet"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, low_memory=False)
+    except Exception as error:  # unreadable content: name the file and the parser's message
+        raise IngestError(f"{what} {path}: cannot be read ({type(error).__name__}: {error})") from error
+
+
+def read_snapshot(path: Path) -> pd.DataFrame:
+    """Read a snapshot file and give its columns their canonical names."""
+    return canonicalize(read_table(path))
 
 
 # --------------------------------------------------------------------------- SkyServer
