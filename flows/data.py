@@ -7,7 +7,7 @@ from typing import Literal
 
 from prefect import flow, get_run_logger
 
-from galaxy.prepare import PreparedData, digest
+from galaxy.prepare import PreparedData, digest, step_counts
 from galaxy.settings import Settings, load_settings
 from tasks.ingest import SkyServerRequest, ingest_skyserver, ingest_snapshot
 from tasks.prepare import clean, label, split, validate
@@ -45,11 +45,7 @@ def prepare_data(settings: Settings) -> PreparedData:
     parts = split(labelled, fractions.train, fractions.validation, fractions.test, fractions.seed)
     log.info("split: %s", parts.sizes)
     counts = {
-        "raw": len(raw),
-        "clean": len(kept),
-        "dropped": sum(dropped.values()),
-        "labelled": len(labelled),
-        "unlabelled": len(unlabelled),
+        **step_counts(len(raw), kept, dropped, labelled, unlabelled),
         **{f"labelled_{name}": int(n) for name, n in labelled["label"].value_counts().items()},
         **parts.sizes,
     }

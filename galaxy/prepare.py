@@ -249,6 +249,23 @@ def split(labelled: pd.DataFrame, train: float, validation: float, test: float, 
     return Split(**parts, sizes={name: len(part) for name, part in parts.items()})
 
 
+def step_counts(
+    raw_rows: int,
+    kept: pd.DataFrame,
+    dropped: dict[str, int],
+    labelled: pd.DataFrame,
+    unlabelled: pd.DataFrame,
+) -> dict[str, int]:
+    """Rows left after each data step, as reported by every flow that reads a table."""
+    return {
+        "raw": raw_rows,
+        "clean": len(kept),
+        "dropped": sum(dropped.values()),
+        "labelled": len(labelled),
+        "unlabelled": len(unlabelled),
+    }
+
+
 def digest(frame: pd.DataFrame) -> str:
     """A content hash of a table, stable across runs (row order included)."""
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()

@@ -66,13 +66,7 @@ def prepare_batch(raw: pd.DataFrame, path: str, rule: str = "gz1_flags", thresho
             f"batch {path}: no labelled rows ({len(raw)} rows read, {len(kept)} clean, "
             f"{len(unlabelled)} without a spiral or elliptical label)"
         )
-    counts = {
-        "raw": len(raw),
-        "clean": len(kept),
-        "dropped": sum(dropped.values()),
-        "labelled": len(labelled),
-        "unlabelled": len(unlabelled),
-    }
+    counts = prepare.step_counts(len(raw), kept, dropped, labelled, unlabelled)
     return Batch(path, labelled, counts, dropped, prepare.digest(labelled))
 
 

@@ -22,7 +22,7 @@ from galaxy.settings import Settings
 from monitoring import alerts
 from monitoring.metrics import Batch, prepare_batch, read_batch, reference_from_table, scored_frame
 from monitoring.ranges import Check
-from tasks.ingest import SkyServerRequest, astroquery_fetch, fetch_skyserver
+from tasks.ingest import SkyServerRequest, astroquery_fetch, fetch_skyserver, read_snapshot
 from tasks.tracking import client, ensure_experiment
 
 REFERENCE_ARTIFACT = "reference/reference.parquet"
@@ -142,8 +142,6 @@ def load_reference(
         candidates.append(Path(settings.data.snapshot_path))
     for path in candidates:
         if path.exists():
-            from tasks.ingest import read_snapshot
-
             frame = reference_from_table(
                 read_snapshot(path), settings.labels.rule, settings.labels.threshold, settings.split
             )
