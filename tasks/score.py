@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -256,7 +258,8 @@ def classify_file(
             pq.ParquetWriter(temp_rejects, REJECTS_SCHEMA) as rejects,
         ):
             pending = [] if first is None else [first]
-            for chunk in _chain(pending, _reading(chunks, input_path, counts)):
+            # the next chunk is read (and decompressed, parsed) while this one is scored
+            for chunk in read_ahead(_chain(pending, _reading(chunks, input_path))):
                 counts.chunks += 1
                 counts.input_rows += len(chunk)
                 if only_unlabelled:
@@ -303,16 +306,70 @@ def classify_file(
     return counts
 
 
-def _reading(chunks: Iterator[pd.DataFrame], path: Path, counts: ClassifyCounts) -> Iterator[pd.DataFrame]:
+def _reading(chunks: Iterator[pd.DataFrame], path: Path) -> Iterator[pd.DataFrame]:
     """``chunks``, with a reading failure reported as ``ClassifyError`` naming the file."""
+    rows = 0
     while True:
         try:
             chunk = next(chunks)
         except StopIteration:
             return
         except READ_ERRORS as error:
-            raise ClassifyError(f"cannot read {path} (after {counts.input_rows} rows): {error}") from error
+            raise ClassifyError(f"cannot read {path} (after {rows} rows): {error}") from error
+        rows += len(chunk)
         yield chunk
+
+
+T = TypeVar("T")
+_END = object()
+
+
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items`` in order, produced by a background thread up to ``depth`` items ahead.
+
+    Reading a chunk (decompression, parsing) and scoring the previous one then overlap on
+    two cores; both spend most of their time in C code that releases the GIL. At most
+    ``depth`` + 2 chunks are in memory. An error in the producer is raised here, at the
+    point the failed item would have been; leaving the loop early stops the producer.
+    """
+    handoff: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def put(item: object, error: BaseException | None = None) -> bool:
+        while not stopped.is_set():
+            try:
+                handoff.put((item, error), timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_END)
+        except BaseException as error:
+            put(_END, error)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name="classify-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stopped.set()
+        producer.join()
 
 
 def _chain(head: list[pd.DataFrame], rest: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
