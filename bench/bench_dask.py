@@ -1,0 +1,89 @@
+"""Tuning benchmark: the same searches run locally and on a Dask LocalCluster.
+
+Resamples the shared snapshot (jittered, seeded) to ``--rows`` rows, prepares it exactly as the
+data flow does (validate, clean, label, split), then tunes each family twice with the same
+budget and seed: joblib's local workers (``n_jobs=-1``) and joblib's Dask backend on a
+LocalCluster of ``--workers`` single-threaded worker processes. Prints wall times and whether
+the two searches agree (best parameters and CV score).
+
+Usage: python bench/bench_dask.py [--rows 250000] [--families ...] [--search halving]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+from distributed import LocalCluster
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.resample import SNAPSHOT, resample
+from galaxy.model import FAMILIES
+from galaxy.prepare import clean, label, split, validate_raw
+from galaxy.settings import load_settings
+from tasks.ingest import read_snapshot
+from tasks.train import SearchBudget, tune
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=250_000)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--search", default="halving", choices=["random", "halving"])
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    settings = load_settings()
+    training = settings.training
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "",
+    )
+    print(f"machine: {os.cpu_count()} cores, {cpu}, ", end="")
+    print(f"Python {platform.python_version()}")
+
+    kept, _ = clean(validate_raw(resample(read_snapshot(SNAPSHOT), args.rows, seed=0)))
+    labelled, _ = label(kept, settings.labels.rule, settings.labels.threshold)
+    part = settings.split
+    train = split(labelled, part.train, part.validation, part.test, part.seed).train
+    print(f"{args.rows} resampled rows -> {len(train)} training rows; search {args.search}, ", end="")
+    print(f"{training.n_iter} candidates, {training.cv_folds}-fold")
+
+    def budget(address: str | None) -> SearchBudget:
+        return SearchBudget(
+            args.search, training.n_iter, training.cv_folds, -1, part.seed, training.halving_factor, address
+        )
+
+    print(f"| family | local s | LocalCluster ({args.workers} workers) s | ratio | same result |")
+    print("|---|---:|---:|---:|---|")
+    totals = [0.0, 0.0]
+    with LocalCluster(
+        n_workers=args.workers, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
+        for family in args.families:
+            started = time.perf_counter()
+            local = tune(family, train, budget(None))
+            local_s = time.perf_counter() - started
+            started = time.perf_counter()
+            remote = tune(family, train, budget(cluster.scheduler_address))
+            remote_s = time.perf_counter() - started
+            same = local.best_params == remote.best_params and abs(local.cv_mean - remote.cv_mean) < 1e-12
+            totals[0] += local_s
+            totals[1] += remote_s
+            print(
+                f"| {family} | {local_s:.0f} | {remote_s:.0f} | {remote_s / local_s:.2f} | "
+                f"{'yes' if same else 'NO'} |",
+                flush=True,
+            )
+    print(f"| all | {totals[0]:.0f} | {totals[1]:.0f} | {totals[1] / totals[0]:.2f} | |")
+
+
+if __name__ == "__main__":
+    main()
