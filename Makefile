@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_monitoring.py
+	$(BIN)/python bench/bench_dask.py
 
 clean:
 	rm -rf mlflow.db mlartifacts data outputs reports
