@@ -96,7 +96,7 @@ def run_training(settings: Settings, quick: bool, promote: bool = True) -> Train
             ensemble = validate_family(soft_vote_task(results, parts.train, budget), parts.validation)
             log_family_run(uri, run_id, ensemble)
             results.append(ensemble)
-        winner = select_winner(results)
+        winner = select_winner(results, settings.training.max_predict_ms)
         model = refit_task(winner, parts.train, parts.validation)
         evaluation = evaluate_task(model, parts.test)
         importances = importances_task(model, parts.test, settings.training.permutation_repeats, budget.seed)

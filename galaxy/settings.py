@@ -88,6 +88,12 @@ class TrainingSettings(_Section):
     gate_margin: float = Field(0.0, ge=0, le=1, description="macro F1 a challenger must gain")
     permutation_repeats: int = Field(5, ge=1)
     dask_address: str | None = Field(None, description="Dask scheduler for the searches")
+    max_predict_ms: float | None = Field(
+        None,
+        gt=0,
+        description="only a family whose pipeline predicts one record within this many ms "
+        "(median, in-process) can win; None: no latency budget",
+    )
 
 
 class MlflowSettings(_Section):

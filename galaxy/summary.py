@@ -41,6 +41,7 @@ def training_markdown(
             r.validation["roc_auc"],
             r.n_candidates,
             f"{r.fit_seconds:.1f}",
+            f"{r.predict_ms:.2f}",
         )
         for r in sorted(families, key=lambda r: -r.validation["f1_macro"])
     ]
@@ -60,6 +61,7 @@ def training_markdown(
                     "val ROC AUC",
                     "candidates",
                     "fit s",
+                    "predict ms (1 record)",
                 ],
                 family_rows,
             ),

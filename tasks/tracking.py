@@ -139,6 +139,7 @@ def log_family_run(tracking_uri: str, parent_run_id: str, result: Any) -> str:
     tracking.log_metric(run_id, "cv_f1_macro_mean", result.cv_mean)
     tracking.log_metric(run_id, "cv_f1_macro_std", result.cv_std)
     tracking.log_metric(run_id, "fit_seconds", result.fit_seconds)
+    tracking.log_metric(run_id, "predict_ms_one_record", result.predict_ms)
     for key, value in result.validation.items():
         tracking.log_metric(run_id, f"val_{key}", value)
     tracking.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))

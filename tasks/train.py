@@ -30,6 +30,7 @@ from galaxy.metrics import classification_metrics, confusion_counts, report_text
 from galaxy.model import FAMILIES, describe_space
 from galaxy.prepare import LABEL
 from galaxy.schema import FEATURE_COLUMNS
+from galaxy.settings import SettingsError
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class FamilyResult:
     n_candidates: int
     space: dict[str, str]
     validation: dict[str, float] = field(default_factory=dict)
+    predict_ms: float = float("nan")  # median in-process predict of one record
 
     @property
     def reference(self) -> bool:
@@ -186,9 +188,31 @@ def evaluate(model: Any, frame: pd.DataFrame) -> Evaluation:
     )
 
 
-def select_winner(results: list[FamilyResult]) -> FamilyResult:
-    """Highest validation macro F1; ties go to the higher CV mean."""
-    return max(results, key=lambda result: (result.validation["f1_macro"], result.cv_mean))
+def select_winner(results: list[FamilyResult], max_predict_ms: float | None = None) -> FamilyResult:
+    """Highest validation macro F1; ties go to the higher CV mean.
+
+    With a latency budget, only families whose one-record ``predict_ms`` is within it compete.
+    """
+    eligible = [r for r in results if max_predict_ms is None or r.predict_ms <= max_predict_ms]
+    if not eligible:
+        fastest = min(results, key=lambda result: result.predict_ms)
+        raise SettingsError(
+            f"training.max_predict_ms: no family predicts one record within {max_predict_ms:g} ms "
+            f"(fastest: {fastest.family}, {fastest.predict_ms:.2f} ms)"
+        )
+    return max(eligible, key=lambda result: (result.validation["f1_macro"], result.cv_mean))
+
+
+def predict_ms(model: Pipeline, frame: pd.DataFrame, repeats: int = 31) -> float:
+    """Median wall time, in ms, of ``predict_proba`` on one record (after one warm-up call)."""
+    record = frame[list(FEATURE_COLUMNS)].head(1)
+    model.predict_proba(record)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.predict_proba(record)
+        timings.append(time.perf_counter() - started)
+    return float(np.median(timings) * 1e3)
 
 
 def refit(result: FamilyResult, train: pd.DataFrame, validation: pd.DataFrame) -> Pipeline:
@@ -230,4 +254,5 @@ importances_task = task(name="feature-importances", cache_policy=NO_CACHE)(featu
 @task(name="validate-family", cache_policy=NO_CACHE)
 def validate_family(result: FamilyResult, validation: pd.DataFrame) -> FamilyResult:
     result.validation = evaluate(result.estimator, validation).metrics
+    result.predict_ms = predict_ms(result.estimator, validation)
     return result

@@ -93,6 +93,7 @@ def test_first_run_registers_a_champion_with_runs_metrics_and_artifacts(
         assert "cv_f1_macro_std" in child.data.metrics
         assert "val_f1_macro" in child.data.metrics
         assert "fit_seconds" in child.data.metrics
+        assert 0 < child.data.metrics["predict_ms_one_record"] < 1_000
     knn = next(c for c in children if c.data.tags["mlflow.runName"] == "knn")
     assert "space.n_neighbors" in knn.data.params
     assert "best.n_neighbors" in knn.data.params

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.train import SearchBudget, evaluate, refit, select_winner, tune
+from galaxy.settings import SettingsError
+from tasks.train import SearchBudget, evaluate, refit, select_winner, tune, validate_family
 from tests.factories import raw_frame
 
 
@@ -43,3 +44,20 @@ def test_winner_is_picked_on_validation_then_refit_on_train_and_validation() -> 
     assert model.named_steps["classifier"].n_samples_fit_ == len(train) + len(validation)
     metrics = evaluate(model, labelled(20, 10, seed=6)).metrics
     assert {"f1_macro", "roc_auc", "recall_elliptical", "precision_spiral", "f1_weighted"} <= set(metrics)
+
+
+def test_a_latency_budget_leaves_out_slower_families() -> None:
+    train, validation = labelled(60, 30, seed=4), labelled(20, 10, seed=5)
+    results = [
+        validate_family(tune(name, train, SearchBudget("random", 2, 3, 1, seed=0)), validation)
+        for name in ("logistic", "knn")
+    ]
+    for result in results:
+        assert 0 < result.predict_ms < 1_000
+    results[0].validation["f1_macro"], results[0].predict_ms = 0.90, 1.0
+    results[1].validation["f1_macro"], results[1].predict_ms = 0.95, 8.0
+    assert select_winner(results).family == "knn"
+    assert select_winner(results, max_predict_ms=10.0).family == "knn"
+    assert select_winner(results, max_predict_ms=5.0).family == "logistic"
+    with pytest.raises(SettingsError, match=r"training.max_predict_ms: .* within 0.5 ms .*logistic, 1.00 ms"):
+        select_winner(results, max_predict_ms=0.5)
