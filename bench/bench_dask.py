@@ -2,9 +2,9 @@
 
 Resamples the shared snapshot (jittered, seeded) to ``--rows`` rows, prepares it exactly as the
 data flow does (validate, clean, label, split), then tunes each family twice with the same
-budget and seed: joblib's local workers (``n_jobs=-1``) and joblib's Dask backend on a
-LocalCluster of ``--workers`` single-threaded worker processes. Prints wall times and whether
-the two searches agree (best parameters and CV score).
+budget and seed: joblib's local workers (``training.n_jobs``, -1 by default) and joblib's
+Dask backend on a LocalCluster of ``--workers`` single-threaded worker processes. Prints wall
+times and whether the two searches agree (best parameters and CV score).
 
 Usage: python bench/bench_dask.py [--rows 250000] [--families ...] [--search halving]
 """
@@ -12,21 +12,22 @@ Usage: python bench/bench_dask.py [--rows 250000] [--families ...] [--search hal
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from distributed import LocalCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.machine import one_line
 from bench.resample import SNAPSHOT, resample
+from flows.training import search_budget
 from galaxy.model import FAMILIES
 from galaxy.prepare import clean, label, split, validate_raw
 from galaxy.settings import load_settings
 from tasks.ingest import read_snapshot
-from tasks.train import SearchBudget, tune
+from tasks.train import tune
 
 
 def main() -> None:
@@ -36,18 +37,9 @@ def main() -> None:
     parser.add_argument("--search", default="halving", choices=["random", "halving"])
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    settings = load_settings()
+    settings = load_settings({"training": {"search": args.search}})
     training = settings.training
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "",
-    )
-    print(f"machine: {os.cpu_count()} cores, {cpu}, ", end="")
-    print(f"Python {platform.python_version()}")
+    print(one_line())
 
     kept, _ = clean(validate_raw(resample(read_snapshot(SNAPSHOT), args.rows, seed=0)))
     labelled, _ = label(kept, settings.labels.rule, settings.labels.threshold)
@@ -56,11 +48,7 @@ def main() -> None:
     print(f"{args.rows} resampled rows -> {len(train)} training rows; search {args.search}, ", end="")
     print(f"{training.n_iter} candidates, {training.cv_folds}-fold")
 
-    def budget(address: str | None) -> SearchBudget:
-        return SearchBudget(
-            args.search, training.n_iter, training.cv_folds, -1, part.seed, training.halving_factor, address
-        )
-
+    local_budget = replace(search_budget(settings, quick=False), dask_address=None)
     print(f"| family | local s | LocalCluster ({args.workers} workers) s | ratio | same result |")
     print("|---|---:|---:|---:|---|")
     totals = [0.0, 0.0]
@@ -69,10 +57,10 @@ def main() -> None:
     ) as cluster:
         for family in args.families:
             started = time.perf_counter()
-            local = tune(family, train, budget(None))
+            local = tune(family, train, local_budget)
             local_s = time.perf_counter() - started
             started = time.perf_counter()
-            remote = tune(family, train, budget(cluster.scheduler_address))
+            remote = tune(family, train, replace(local_budget, dask_address=cluster.scheduler_address))
             remote_s = time.perf_counter() - started
             same = local.best_params == remote.best_params and abs(local.cv_mean - remote.cv_mean) < 1e-12
             totals[0] += local_s

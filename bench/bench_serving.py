@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.machine import machine  # noqa: E402
 from galaxy.prepare import canonicalize, check_rows, coerce_types  # noqa: E402
 from galaxy.schema import COLUMN_NAMES, FEATURE_COLUMNS  # noqa: E402
 from serving.server import start_server  # noqa: E402
@@ -133,22 +133,6 @@ def prefect_server(env: dict[str, str], log: Path) -> Iterator[str]:
         finally:
             server.terminate()
             server.wait(timeout=30)
-
-
-def machine() -> dict[str, str]:
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": str(os.cpu_count()),
-        "cpu": model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def main() -> None:

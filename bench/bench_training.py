@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.machine import one_line
 from bench.resample import SNAPSHOT, resample
 from tasks.ingest import read_snapshot
 
@@ -84,15 +84,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     args = parser.parse_args()
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
+    print(one_line())
     print("| rows | config | winner | wall s | peak MB | CV macro F1 | val macro F1 | test macro F1 |")
     print("|---|---|---|---|---|---|---|---|")
     for rows in args.rows:
