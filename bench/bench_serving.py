@@ -13,17 +13,14 @@ markdown table with the machine's details.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +35,7 @@ from galaxy.prepare import canonicalize, check_rows, coerce_types  # noqa: E402
 from galaxy.schema import COLUMN_NAMES, FEATURE_COLUMNS  # noqa: E402
 from serving.server import start_server  # noqa: E402
 from tasks.score import classify_file, load_model  # noqa: E402
+from tests.servers import prefect_server  # noqa: E402
 
 SNAPSHOT = REPO_ROOT.parent / "shared/data/gz1_sdss_dr9_curtin_3976.csv.gz"
 
@@ -104,35 +102,6 @@ def median_run(command: list[str], env: dict[str, str], repeats: int) -> float:
         if done.returncode != 0:
             raise SystemExit(f"{command[1]} failed:\n{done.stderr[-3000:]}")
     return statistics.median(timings)
-
-
-@contextlib.contextmanager
-def prefect_server(env: dict[str, str], log: Path) -> Iterator[str]:
-    """A running ``prefect server start`` on a free loopback port; yields its API URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    api_url = f"http://127.0.0.1:{port}/api"
-    command = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--port", str(port)]
-    with log.open("w") as sink:
-        server = subprocess.Popen(
-            command, env={**env, "PREFECT_UI_ENABLED": "false"}, stdout=sink, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if requests.get(f"{api_url}/health", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"prefect server did not start:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-            yield api_url
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 def main() -> None:
@@ -251,8 +220,8 @@ def main() -> None:
                 f"{elapsed:.1f} s ({args.rows / elapsed:,.0f} rows/s)",
             )
         )
-        with prefect_server(env, work / "prefect-server.log") as api_url:
-            elapsed = median_run(command, {**env, "PREFECT_API_URL": api_url}, args.repeats)
+        with prefect_server(work) as server:
+            elapsed = median_run(command, {**env, "PREFECT_API_URL": server["PREFECT_API_URL"]}, args.repeats)
         results.append(
             (
                 f"`galaxy classify` end to end, {args.rows:,} rows, running Prefect server "
