@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scipy.stats import loguniform, randint, uniform
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from galaxy.features import CatalogueFeatures
+from galaxy.forest import RandomForest
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def _classifier(name: str, seed: int) -> Any:
     if name == "decision_tree":
         return DecisionTreeClassifier(random_state=seed)
     if name == "random_forest":
-        return RandomForestClassifier(random_state=seed, n_jobs=1)
+        return RandomForest(random_state=seed, n_jobs=1)
     if name == "hist_gradient_boosting":
         return HistGradientBoostingClassifier(random_state=seed)
     if name == "logistic":
@@ -140,7 +141,7 @@ TRUSTED_TYPES: list[str] = [
     "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.tree._classes.DecisionTreeClassifier",
     "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._forest.RandomForestClassifier",
+    "galaxy.forest.RandomForest",
     "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
