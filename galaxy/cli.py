@@ -186,6 +186,9 @@ def serve(
     host: Annotated[str | None, typer.Option("--host", help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="port to listen on")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="uvicorn worker processes")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="OpenMP/BLAS threads per worker")
+    ] = None,
     settings: SettingsOption = None,
 ) -> None:
     """Serve the registered model with MLflow's scoring server (in the foreground)."""
@@ -194,15 +197,22 @@ def serve(
 
     _use_settings_file(settings)
     try:
-        loaded = load_settings({"serving": {"host": host, "port": port, "workers": workers}})
+        loaded = load_settings(
+            {"serving": {"host": host, "port": port, "workers": workers, "threads": threads}}
+        )
     except SettingsError as error:
         _fail(error)
         return
     uri = model_uri or default_model_uri(loaded)
     serving = loaded.serving
-    typer.echo(f"serving {uri} on http://{serving.host}:{serving.port} ({serving.workers} worker(s))")
+    typer.echo(
+        f"serving {uri} on http://{serving.host}:{serving.port} "
+        f"({serving.workers} worker(s), {serving.threads} thread(s) each)"
+    )
     try:
-        code = serve_foreground(uri, loaded.tracking_uri(), serving.host, serving.port, serving.workers)
+        code = serve_foreground(
+            uri, loaded.tracking_uri(), serving.host, serving.port, serving.workers, serving.threads
+        )
     except ServerError as error:
         _fail(error)
         return

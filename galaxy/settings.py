@@ -109,6 +109,9 @@ class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(5001, ge=1, le=65535)
     workers: int = Field(1, ge=1)
+    # OpenMP and BLAS threads per worker: one record gains nothing from more, and with
+    # several workers or concurrent requests more threads only fight over the cores
+    threads: int = Field(1, ge=1)
     model_alias: str = "champion"
 
 

@@ -56,9 +56,15 @@ def serve_command(model_uri: str, host: str, port: int, workers: int = 1) -> lis
     ]
 
 
-def serve_env(tracking_uri: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The child's environment: tracking and registry URI, and this environment's ``bin`` first on PATH."""
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def serve_env(tracking_uri: str, threads: int = 1, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: tracking and registry URI, this environment's ``bin`` first on
+    PATH, and ``threads`` OpenMP/BLAS threads per worker (gradient boosting, KNN and BLAS
+    would otherwise each start a thread per core in every worker, and spin on them)."""
     env = dict(os.environ if base is None else base)
+    env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
     path = env.get("PATH", "")
     env["PATH"] = os.pathsep.join([str(BIN_DIR), path]) if path else str(BIN_DIR)
     env["MLFLOW_TRACKING_URI"] = tracking_uri
@@ -134,13 +140,14 @@ def start_server(
     log_path: Path | None = None,
     wait: bool = True,
     timeout: float = 120.0,
+    threads: int = 1,
 ) -> ScoringServer:
     """Start the scoring server in the background; with ``wait``, return once /ping answers."""
     port = port or free_port(host)
     log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - closed by stop()
     process = subprocess.Popen(
         serve_command(model_uri, host, port, workers),
-        env=serve_env(tracking_uri),
+        env=serve_env(tracking_uri, threads),
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT if log is not None else None,
@@ -189,9 +196,11 @@ def wait_until_ready(server: ScoringServer, timeout: float = 120.0) -> None:
             time.sleep(0.2)
 
 
-def serve_foreground(model_uri: str, tracking_uri: str, host: str, port: int, workers: int) -> int:
+def serve_foreground(
+    model_uri: str, tracking_uri: str, host: str, port: int, workers: int, threads: int = 1
+) -> int:
     """Run the server until it exits or this process gets SIGINT / SIGTERM; return its exit code."""
-    server = start_server(model_uri, tracking_uri, host, port, workers, wait=False)
+    server = start_server(model_uri, tracking_uri, host, port, workers, wait=False, threads=threads)
     stopped: list[int] = []
 
     def forward(signum: int, frame: object) -> None:

@@ -19,6 +19,7 @@ from galaxy.schema import FEATURE_COLUMNS
 from galaxy.settings import load_settings
 from serving.server import (
     BIN_DIR,
+    THREAD_VARIABLES,
     ScoringServer,
     ServerError,
     default_model_uri,
@@ -67,10 +68,38 @@ def test_serve_command_uses_this_environment() -> None:
         *("models", "serve", "-m", "models:/m@champion", "--env-manager", "local"),
         *("--host", "127.0.0.1", "--port", "5123", "--workers", "2"),
     ]
-    env = serve_env("sqlite:////tmp/x.db", base={"PATH": "/usr/bin"})
+    env = serve_env("sqlite:////tmp/x.db", base={"PATH": "/usr/bin", "OMP_NUM_THREADS": "8"})
     assert env["PATH"].split(os.pathsep)[0] == str(BIN_DIR)
     assert env["MLFLOW_TRACKING_URI"] == "sqlite:////tmp/x.db"
+    assert [env[name] for name in THREAD_VARIABLES] == ["1", "1", "1"]  # the caller's 8 is replaced
     assert serve_env("sqlite:///y.db", base={})["PATH"] == str(BIN_DIR)
+    assert serve_env("sqlite:///y.db", threads=3, base={})["OMP_NUM_THREADS"] == "3"
+
+
+def test_every_server_process_gets_one_thread_per_worker(scoring_server: ScoringServer) -> None:
+    """``mlflow`` and the ``uvicorn`` workers it starts all see the thread limit."""
+    group = os.getpgid(scoring_server.process.pid)
+    members = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _process_group(int(entry.name)) == group
+    ]
+    commands = [(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")) for pid in members]
+    assert any(b"uvicorn" in command for command in commands), commands
+    for pid in members:
+        environ = dict(
+            item.split(b"=", 1)
+            for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if b"=" in item
+        )
+        assert environ[b"OMP_NUM_THREADS"] == b"1", pid
+
+
+def _process_group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 def test_default_model_uri_follows_settings(tmp_path: Path) -> None:
