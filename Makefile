@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_monitoring.py
 	$(BIN)/python bench/bench_dask.py
+	$(BIN)/python bench/bench_quality.py
 
 clean:
 	rm -rf mlflow.db mlartifacts data outputs reports
