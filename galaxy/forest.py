@@ -51,8 +51,11 @@ class RandomForest(RandomForestClassifier):
         return proba
 
     def _summed(self, X: np.ndarray) -> np.ndarray:
-        proba = np.zeros((X.shape[0], self.n_classes_), dtype=np.float64)
+        # each tree's predict_proba(X, check_input=False) is tree_.predict(X)[:, :n_classes]
+        # after a fitted-check that costs more than the traversal of one record
+        n_classes = self.n_classes_
+        proba = np.zeros((X.shape[0], n_classes), dtype=np.float64)
         for tree in self.estimators_:
-            proba += tree.predict_proba(X, check_input=False)
+            proba += tree.tree_.predict(X)[:, :n_classes]
         proba /= len(self.estimators_)
         return proba
