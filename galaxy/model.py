@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from scipy.stats import loguniform, randint, uniform
-from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
+from galaxy.boosting import GradientBoosting
 from galaxy.features import CatalogueFeatures
 from galaxy.forest import RandomForest
 
@@ -36,7 +36,7 @@ def _classifier(name: str, seed: int) -> Any:
     if name == "random_forest":
         return RandomForest(random_state=seed, n_jobs=1)
     if name == "hist_gradient_boosting":
-        return HistGradientBoostingClassifier(random_state=seed)
+        return GradientBoosting(random_state=seed)
     if name == "logistic":
         return LogisticRegression(max_iter=2_000)
     raise ValueError(f"training.families: unknown family {name!r}")
@@ -142,7 +142,7 @@ TRUSTED_TYPES: list[str] = [
     "sklearn.tree._classes.DecisionTreeClassifier",
     "sklearn.tree._tree.Tree",
     "galaxy.forest.RandomForest",
-    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "galaxy.boosting.GradientBoosting",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn._loss.loss.HalfBinomialLoss",
