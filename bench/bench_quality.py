@@ -40,7 +40,7 @@ from galaxy.model import FAMILIES
 from galaxy.prepare import LABEL, clean, label, validate_raw
 from galaxy.settings import load_settings
 from tasks.ingest import read_snapshot
-from tasks.train import evaluate, p_elliptical, refit, select_winner, soft_vote, tune
+from tasks.train import p_elliptical, refit, select_winner, soft_vote, tune, validated, vote_members
 
 WINNER = "flow winner"
 
@@ -52,12 +52,10 @@ def outer_fold(
     train, validation = train_test_split(
         rest, test_size=n_validation, stratify=rest[LABEL], random_state=budget.seed
     )
-    results = [tune(family, train, budget) for family in settings.training.families]
-    if settings.training.ensemble:
-        results.append(soft_vote(results, train, budget))
-    for result in results:
-        result.validation = evaluate(result.estimator, validation).metrics
-    winner = select_winner(results)
+    results = [validated(tune(family, train, budget), validation) for family in settings.training.families]
+    if settings.training.ensemble and len(vote_members(results)) >= 2:
+        results.append(validated(soft_vote(results, train, budget), validation))
+    winner = select_winner(results, settings.training.max_predict_ms)
     scores = {result.family: p_elliptical(refit(result, train, validation), held_out) for result in results}
     scores[WINNER] = scores[winner.family]
     return winner.family, scores

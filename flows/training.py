@@ -30,6 +30,7 @@ from tasks.train import (
     soft_vote_task,
     tune_task,
     validate_family,
+    vote_members,
 )
 
 
@@ -92,7 +93,7 @@ def run_training(settings: Settings, quick: bool, promote: bool = True) -> Train
                 "%s: CV macro F1 %.4f, validation %.4f", family, result.cv_mean, result.validation["f1_macro"]
             )
             results.append(result)
-        if settings.training.ensemble and len([r for r in results if r.family != "decision_tree"]) >= 2:
+        if settings.training.ensemble and len(vote_members(results)) >= 2:
             ensemble = validate_family(soft_vote_task(results, parts.train, budget), parts.validation)
             log_family_run(uri, run_id, ensemble)
             results.append(ensemble)

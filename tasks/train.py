@@ -138,13 +138,18 @@ def tune(family: str, train: pd.DataFrame, budget: SearchBudget) -> FamilyResult
 ENSEMBLE = "soft_vote"
 
 
+def vote_members(results: list[FamilyResult]) -> list[FamilyResult]:
+    """The tuned families the soft vote averages: all but the single decision tree."""
+    return [r for r in results if r.family != "decision_tree"]
+
+
 def soft_vote(results: list[FamilyResult], train: pd.DataFrame, budget: SearchBudget) -> FamilyResult:
     """Average the probabilities of the tuned families (a single decision tree left out).
 
     One pipeline still: the shared feature step, then a soft-voting classifier whose members
     are the tuned families' own scaler/classifier steps. Scored by the same K-fold CV.
     """
-    members = [r for r in results if r.family != "decision_tree"]
+    members = vote_members(results)
     if len(members) < 2:
         raise ValueError("training.ensemble needs at least two families besides decision_tree")
     voters = []
@@ -251,8 +256,11 @@ soft_vote_task = task(name="soft-vote-ensemble", cache_policy=NO_CACHE)(soft_vot
 importances_task = task(name="feature-importances", cache_policy=NO_CACHE)(feature_importances)
 
 
-@task(name="validate-family", cache_policy=NO_CACHE)
-def validate_family(result: FamilyResult, validation: pd.DataFrame) -> FamilyResult:
+def validated(result: FamilyResult, validation: pd.DataFrame) -> FamilyResult:
+    """``result`` with its validation metrics and one-record predict time filled in."""
     result.validation = evaluate(result.estimator, validation).metrics
     result.predict_ms = predict_ms(result.estimator, validation)
     return result
+
+
+validate_family = task(name="validate-family", cache_policy=NO_CACHE)(validated)
