@@ -22,12 +22,13 @@ from distributed import LocalCluster
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import one_line
 from bench.resample import SNAPSHOT, resample
-from flows.training import search_budget
-from galaxy.model import FAMILIES
-from galaxy.prepare import clean, label, split, validate_raw
-from galaxy.settings import load_settings
-from tasks.ingest import read_snapshot
-from tasks.train import tune
+from galaxy_morphology.core.families import FAMILIES
+from galaxy_morphology.core.prepare import clean, label, split, validate_raw
+from galaxy_morphology.core.settings import load_settings
+from galaxy_morphology.core.training import tune
+from galaxy_morphology.flows.training import search_budget
+from galaxy_morphology.io.cluster import parallel_backend
+from galaxy_morphology.tasks.ingest import read_snapshot
 
 
 def main() -> None:
@@ -60,7 +61,8 @@ def main() -> None:
             local = tune(family, train, local_budget)
             local_s = time.perf_counter() - started
             started = time.perf_counter()
-            remote = tune(family, train, replace(local_budget, dask_address=cluster.scheduler_address))
+            with parallel_backend(cluster.scheduler_address):
+                remote = tune(family, train, local_budget)
             remote_s = time.perf_counter() - started
             same = local.best_params == remote.best_params and abs(local.cv_mean - remote.cv_mean) < 1e-12
             totals[0] += local_s

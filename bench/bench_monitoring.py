@@ -26,7 +26,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from galaxy.schema import AXIS_RATIOS, FEATURE_COLUMNS
+from galaxy_morphology.core.schema import AXIS_RATIOS, FEATURE_COLUMNS
 
 SNAPSHOT = Path("/work/shared/data/gz1_sdss_dr9_curtin_3976.csv.gz")
 
@@ -54,8 +54,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-batches"))
     args = parser.parse_args()
 
-    from flows.monitoring import monitoring_flow
-    from tasks.ingest import read_snapshot
+    from galaxy_morphology.flows.monitoring import monitoring_flow
+    from galaxy_morphology.tasks.ingest import read_snapshot
 
     source = read_snapshot(args.snapshot)
     args.out.mkdir(parents=True, exist_ok=True)

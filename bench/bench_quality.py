@@ -34,13 +34,21 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import one_line
 from bench.resample import SNAPSHOT
-from flows.training import search_budget
-from galaxy.metrics import to_binary
-from galaxy.model import FAMILIES
-from galaxy.prepare import LABEL, clean, label, validate_raw
-from galaxy.settings import load_settings
-from tasks.ingest import read_snapshot
-from tasks.train import p_elliptical, refit, select_winner, soft_vote, tune, validated, vote_members
+from galaxy_morphology.core.families import FAMILIES
+from galaxy_morphology.core.metrics import to_binary
+from galaxy_morphology.core.prepare import LABEL, clean, label, validate_raw
+from galaxy_morphology.core.settings import load_settings
+from galaxy_morphology.core.training import (
+    p_elliptical,
+    refit,
+    select_winner,
+    soft_vote,
+    tune,
+    validated,
+    vote_members,
+)
+from galaxy_morphology.flows.training import search_budget
+from galaxy_morphology.tasks.ingest import read_snapshot
 
 WINNER = "flow winner"
 

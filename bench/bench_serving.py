@@ -31,10 +31,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.machine import machine  # noqa: E402
-from galaxy.prepare import canonicalize, check_rows, coerce_types  # noqa: E402
-from galaxy.schema import COLUMN_NAMES, FEATURE_COLUMNS  # noqa: E402
-from serving.server import start_server  # noqa: E402
-from tasks.score import classify_file, load_model  # noqa: E402
+from galaxy_morphology.core.prepare import canonicalize, check_rows, coerce_types  # noqa: E402
+from galaxy_morphology.core.schema import COLUMN_NAMES, FEATURE_COLUMNS  # noqa: E402
+from galaxy_morphology.io.registry import Registry  # noqa: E402
+from galaxy_morphology.io.tracking import Tracking  # noqa: E402
+from galaxy_morphology.serving.server import start_server  # noqa: E402
+from galaxy_morphology.tasks.classify import classify_file  # noqa: E402
 from tests.servers import prefect_server  # noqa: E402
 
 SNAPSHOT = REPO_ROOT.parent / "shared/data/gz1_sdss_dr9_curtin_3976.csv.gz"
@@ -183,7 +185,8 @@ def main() -> None:
         finally:
             server.stop()
 
-        model = load_model(args.model_uri, args.tracking_uri)
+        registry = Registry(Tracking(args.tracking_uri), "galaxy-morphology", "champion")
+        model = registry.load(registry.resolve(args.model_uri))
         record = rows.head(1)[list(FEATURE_COLUMNS)]
         model.model.predict(record)
         timings = []

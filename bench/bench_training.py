@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.machine import one_line
 from bench.resample import SNAPSHOT, resample
-from tasks.ingest import read_snapshot
+from galaxy_morphology.tasks.ingest import read_snapshot
 
 BIN = Path(sys.executable).parent
 CONFIGS: dict[str, dict[str, str]] = {

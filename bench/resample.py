@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxy.schema import FLAGS
-from tasks.ingest import read_snapshot
+from galaxy_morphology.core.schema import FLAGS
+from galaxy_morphology.tasks.ingest import read_snapshot
 
 SNAPSHOT = Path(__file__).resolve().parents[1].parent / "shared/data/gz1_sdss_dr9_curtin_3976.csv.gz"
 JITTER = 0.01  # relative standard deviation applied to every float column

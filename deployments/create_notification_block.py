@@ -14,7 +14,7 @@ import sys
 
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-from galaxy.settings import load_settings
+from galaxy_morphology.core.settings import load_settings
 
 # what the receiving end gets: one JSON object per breach notification
 JSON_TEMPLATE = {"subject": "{{subject}}", "body": "{{body}}", "source": "{{name}}"}

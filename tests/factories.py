@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from galaxy.schema import COLUMN_NAMES
+from galaxy_morphology.core.schema import COLUMN_NAMES
 
 FIRST_OBJID = 1237648702966038528
 Morphology = str  # "spiral", "elliptical" or "uncertain"

@@ -28,7 +28,7 @@ RUN pip install -r requirements.lock
 
 COPY . .
 # the project itself, editable as on a developer's machine: flows run from /app ($GALAXY_HOME,
-# prefect.yaml's pull step) and import galaxy/tasks/flows from the same files; data, outputs
+# prefect.yaml's pull step) and import galaxy_morphology from the same files; data, outputs
 # and reports are the run-time folders (named volumes in compose.yaml) the user must write to
 RUN pip install --no-deps -e . \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin galaxy \

@@ -444,7 +444,7 @@ def test_worker_build_has_its_own_ignore_file() -> None:
     ):
         assert ignored(local_state, patterns), local_state
     assert ignored("build/model/MLmodel", patterns)
-    assert ignored("galaxy/__pycache__/settings.cpython-311.pyc", patterns)
+    assert ignored("galaxy_morphology/__pycache__/cli.cpython-311.pyc", patterns)
     for needed in (
         "requirements.lock",
         "pyproject.toml",
@@ -452,9 +452,9 @@ def test_worker_build_has_its_own_ignore_file() -> None:
         "settings.yaml",
         "prefect.yaml",
         "deployments/create_work_pool.py",
-        "galaxy/settings.py",
-        "flows/training.py",
-        "tasks/sql",
+        "galaxy_morphology/core/settings.py",
+        "galaxy_morphology/flows/training.py",
+        "galaxy_morphology/io/sql",
     ):
         assert not ignored(needed, patterns), needed
     # the serving image's filter is untouched

@@ -20,10 +20,10 @@ from prefect.utilities.templating import apply_values
 REPO = Path(__file__).resolve().parents[2]
 POOL = "galaxy-process"
 EXPECTED = {
-    "galaxy-training": "flows/training.py:training_flow",
-    "galaxy-monitoring": "flows/monitoring.py:monitoring_flow",
-    "galaxy-classify": "flows/classify.py:classify_flow",
-    "galaxy-review": "flows/review.py:review_flow",
+    "galaxy-training": "galaxy_morphology/flows/training.py:training_flow",
+    "galaxy-monitoring": "galaxy_morphology/flows/monitoring.py:monitoring_flow",
+    "galaxy-classify": "galaxy_morphology/flows/classify.py:classify_flow",
+    "galaxy-review": "galaxy_morphology/flows/review.py:review_flow",
 }
 
 

@@ -37,7 +37,7 @@ def test_review_automation_runs_the_review_deployment_on_a_breach(prefect_harnes
         deployment_id = client.create_deployment(
             flow_id=flow_id,
             name="galaxy-review",
-            entrypoint="flows/review.py:review_flow",
+            entrypoint="galaxy_morphology/flows/review.py:review_flow",
             work_pool_name="galaxy-process",
         )
 

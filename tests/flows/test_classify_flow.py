@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from flows.classify import classify_flow
-from galaxy.cli import app
-from galaxy.prepare import SchemaError
-from tasks.score import ClassifyError, LoadedModel, classify_file, rejects_path_for
+from galaxy_morphology.cli import app
+from galaxy_morphology.core.prepare import SchemaError
+from galaxy_morphology.flows.classify import classify_flow
+from galaxy_morphology.io.registry import LoadedModel, ResolvedModel
+from galaxy_morphology.tasks.classify import ClassifyError, classify_file, rejects_path_for
 from tests.factories import catalogue, with_values, write_snapshot
 from tests.serving.champion import MODEL_NAME, TrainedStore, train_champion
 
@@ -185,7 +186,7 @@ def test_failure_mid_way_keeps_the_previous_output(tmp_path: Path) -> None:
     source = write_snapshot(catalogue(20), tmp_path / "c.csv")
     output = tmp_path / "o.parquet"
     output.write_bytes(b"previous result")
-    model = LoadedModel(FailingModel(), "models:/m@champion", "m", "1")
+    model = LoadedModel(FailingModel(), ResolvedModel("models:/m@champion", "models:/m/1", "m", "1", None))
     with pytest.raises(RuntimeError, match="scoring failed"):
         classify_file(source, output, model, chunk_rows=5)
     assert model.model.calls == 2  # type: ignore[attr-defined]
@@ -203,5 +204,5 @@ def test_unknown_model_is_a_clear_error(tracking: TrainedStore, tmp_path: Path) 
         ],
     )
     assert result.exit_code == 2
-    assert "cannot load model models:/nothing-here@champion" in result.output
+    assert "model models:/nothing-here@champion not found in the registry" in result.output
     assert list(tmp_path.iterdir()) == [source]

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.data import data_flow
-from galaxy.prepare import DROP_REASONS, LABEL, SchemaError
+from galaxy_morphology.core.prepare import DROP_REASONS, LABEL, SchemaError
+from galaxy_morphology.flows.data import data_flow
 from tests.factories import catalogue, raw_frame, with_values, write_snapshot
 from tests.standin_skyserver import running
 

@@ -66,7 +66,7 @@ def champion(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) ->
     saved = {key: os.environ.get(key) for key in overrides}
     os.environ.update(overrides)
     try:
-        from flows.training import training_flow
+        from galaxy_morphology.flows.training import training_flow
 
         snapshot = write_snapshot(raw_frame(60, 60, 6, seed=1), root / "snapshot.csv")
         training_flow(quick=True, families=["logistic"], snapshot=str(snapshot))
@@ -111,7 +111,7 @@ def webhook_only(monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> Receive
 def test_healthy_batch_passes_and_records_a_run(champion: Path, webhook_only: Receiver) -> None:
     from mlflow.tracking import MlflowClient
 
-    from flows.monitoring import monitoring_flow
+    from galaxy_morphology.flows.monitoring import monitoring_flow
 
     path = write_snapshot(healthy(), champion / "healthy.parquet")
     result = monitoring_flow(batch_path=str(path))
@@ -138,7 +138,7 @@ def test_healthy_batch_passes_and_records_a_run(champion: Path, webhook_only: Re
 
 
 def test_degraded_batch_sends_one_webhook_notification(champion: Path, webhook_only: Receiver) -> None:
-    from flows.monitoring import monitoring_flow
+    from galaxy_morphology.flows.monitoring import monitoring_flow
 
     path = write_snapshot(degraded(), champion / "degraded.csv.gz")
     result = monitoring_flow(batch_path=str(path))
@@ -160,7 +160,7 @@ def test_degraded_batch_notifies_through_the_prefect_block(
     champion: Path, monkeypatch: pytest.MonkeyPatch, receiver: Receiver
 ) -> None:
     from deployments.create_notification_block import create_block
-    from flows.monitoring import monitoring_flow
+    from galaxy_morphology.flows.monitoring import monitoring_flow
 
     fallback = Receiver()
     try:
@@ -185,7 +185,7 @@ def test_skyserver_window_is_monitored_through_astroquery(
     champion: Path, webhook_only: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A window of the SkyServer table (rows after an objid) is a batch like a file."""
-    from flows.monitoring import monitoring_flow
+    from galaxy_morphology.flows.monitoring import monitoring_flow
     from tests.standin_skyserver import running
 
     table = degraded(seed=9)
@@ -203,8 +203,8 @@ def test_skyserver_window_is_monitored_through_astroquery(
 
 
 def test_window_needs_both_bounds_and_no_file(champion: Path, webhook_only: Receiver) -> None:
-    from flows.monitoring import monitoring_flow
-    from monitoring.metrics import BatchError
+    from galaxy_morphology.flows.monitoring import monitoring_flow
+    from galaxy_morphology.monitoring.batch import BatchError
 
     before = len(monitoring_runs())
     with pytest.raises(BatchError, match="after_objid and rows"):
@@ -215,7 +215,7 @@ def test_window_needs_both_bounds_and_no_file(champion: Path, webhook_only: Rece
 
 
 def test_small_batch_is_insufficient_and_never_alerted(champion: Path, webhook_only: Receiver) -> None:
-    from flows.monitoring import monitoring_flow
+    from galaxy_morphology.flows.monitoring import monitoring_flow
 
     small = degraded(seed=10).groupby("elliptical").head(8)  # 16 rows: below min_rows 50
     result = monitoring_flow(batch_path=str(write_snapshot(small, champion / "small.csv")))
@@ -235,8 +235,8 @@ def test_small_batch_is_insufficient_and_never_alerted(champion: Path, webhook_o
 def test_bad_batch_fails_without_a_monitoring_run(
     champion: Path, webhook_only: Receiver, name: str, change, message: str
 ) -> None:
-    from flows.monitoring import monitoring_flow
-    from monitoring.metrics import BatchError
+    from galaxy_morphology.flows.monitoring import monitoring_flow
+    from galaxy_morphology.monitoring.batch import BatchError
 
     before = len(monitoring_runs())
     path = write_snapshot(change(healthy()), champion / name)
@@ -249,7 +249,7 @@ def test_bad_batch_fails_without_a_monitoring_run(
 def test_cli_monitor_prints_checks_and_refuses_a_bad_batch(champion: Path, webhook_only: Receiver) -> None:
     from typer.testing import CliRunner
 
-    from galaxy.cli import app
+    from galaxy_morphology.cli import app
 
     runner = CliRunner()
     good = write_snapshot(healthy(seed=12), champion / "cli-healthy.csv")
@@ -270,7 +270,7 @@ def test_without_a_reference_artifact_the_training_snapshot_is_rebuilt(
 
     from mlflow.tracking import MlflowClient
 
-    from flows.monitoring import monitoring_flow
+    from galaxy_morphology.flows.monitoring import monitoring_flow
 
     tracking = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     version = tracking.get_model_version_by_alias("galaxy-morphology", "champion")

@@ -19,16 +19,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from flows.review import review_flow
-from flows.training import training_flow
-from tasks.review import (
-    LAST_REVIEW_TAG,
-    Breach,
-    ChampionInfo,
-    ReviewState,
-    due_reasons,
-    is_breach,
-)
+from galaxy_morphology.core.review import Breach, ChampionInfo, ReviewState, due_reasons, is_breach
+from galaxy_morphology.flows.review import review_flow
+from galaxy_morphology.flows.training import training_flow
+from galaxy_morphology.tasks.review import LAST_REVIEW_TAG
 from tests.factories import raw_frame, write_snapshot
 
 MODEL = "galaxy-morphology"

@@ -13,9 +13,9 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from flows.training import training_flow
-from galaxy.prepare import SchemaError
-from galaxy.schema import FEATURE_COLUMNS
+from galaxy_morphology.core.prepare import SchemaError
+from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from galaxy_morphology.flows.training import training_flow
 from tests.factories import raw_frame, write_snapshot
 
 FAMILIES = ["logistic", "decision_tree", "knn"]
@@ -101,7 +101,7 @@ def test_first_run_registers_a_champion_with_runs_metrics_and_artifacts(
     version = client.get_model_version_by_alias("galaxy-morphology", "champion")
     assert str(version.version) == "1"
     assert version.tags["gate.decision"] == "champion"
-    assert version.tags["gate.reason"] == "no champion yet"
+    assert version.tags["gate.reason"] == "no model holds 'champion' yet"
 
 
 def first_run_split_size(parent, name: str) -> int:

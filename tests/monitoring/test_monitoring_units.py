@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from galaxy.settings import MetricRange
-from monitoring import alerts
-from monitoring.metrics import (
+from galaxy_morphology.core.settings import MetricRange
+from galaxy_morphology.monitoring import alerts
+from galaxy_morphology.monitoring.batch import (
     BatchError,
     batch_values,
     evidently_report,
@@ -22,8 +22,8 @@ from monitoring.metrics import (
     scored_frame,
     snapshot_values,
 )
-from monitoring.ranges import Check, breaches, check_ranges, insufficient_reason
-from monitoring.report import alert_text, checks_table, report_folder, write_report
+from galaxy_morphology.monitoring.ranges import Check, breaches, check_ranges, insufficient_reason
+from galaxy_morphology.monitoring.report import alert_text, checks_table, report_folder, write_report
 from tests.factories import raw_frame, write_snapshot
 
 RANGES = {

@@ -47,7 +47,7 @@ def tracking_env(tracking_uri: str, artifact_root: Path) -> Iterator[None]:
 
 def train_champion(folder: Path) -> TrainedStore:
     """Quick logistic training on 60 synthetic rows: registers version 1 as champion."""
-    from flows.training import training_flow
+    from galaxy_morphology.flows.training import training_flow
 
     folder.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{folder / 'mlflow.db'}"

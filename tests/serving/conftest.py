@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from serving.server import ScoringServer, start_server
+from galaxy_morphology.serving.server import ScoringServer, start_server
 from tests.serving.champion import CHAMPION_URI, TrainedStore, train_champion
 
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tasks.tracking import _requirements
+from galaxy_morphology.io.registry import _requirements
 from tests.dockerfiles import hadolint, instructions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 import requests
 
-from galaxy.schema import FEATURE_COLUMNS
-from galaxy.settings import load_settings
-from serving.server import (
+from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from galaxy_morphology.core.settings import load_settings
+from galaxy_morphology.io.registry import in_service_uri
+from galaxy_morphology.serving.server import (
     BIN_DIR,
     THREAD_VARIABLES,
     ScoringServer,
     ServerError,
-    default_model_uri,
     free_port,
     serve_command,
     serve_env,
@@ -104,8 +104,8 @@ def _process_group(pid: int) -> int | None:
 
 def test_default_model_uri_follows_settings(tmp_path: Path) -> None:
     path = tmp_path / "settings.yaml"
-    path.write_text("mlflow:\n  model_name: gm\nserving:\n  model_alias: staging\n")
-    assert default_model_uri(load_settings(path=path)) == "models:/gm@staging"
+    path.write_text("mlflow:\n  model_name: gm\n  model_alias: staging\n")
+    assert in_service_uri(load_settings(path=path)) == "models:/gm@staging"
 
 
 # --------------------------------------------------------------------------- the live server
@@ -246,7 +246,16 @@ def test_galaxy_serve_runs_in_the_foreground_until_sigterm(trained_store: Traine
     port = free_port()
     env = dict(os.environ, MLFLOW_TRACKING_URI=trained_store.tracking_uri, PATH="/usr/bin:/bin")
     process = subprocess.Popen(
-        [sys.executable, "-m", "galaxy.cli", "serve", "--port", str(port), "--model-uri", CHAMPION_URI],
+        [
+            sys.executable,
+            "-m",
+            "galaxy_morphology.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--model-uri",
+            CHAMPION_URI,
+        ],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,

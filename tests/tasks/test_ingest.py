@@ -9,18 +9,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from galaxy.prepare import SchemaError
-from galaxy.schema import COLUMN_NAMES
-from tasks.ingest import (
+from galaxy_morphology.core.prepare import SchemaError
+from galaxy_morphology.core.schema import COLUMN_NAMES
+from galaxy_morphology.io.skyserver import (
     IngestError,
     SkyServerRequest,
     astroquery_fetch,
     count_query,
-    fetch_skyserver,
     page_query,
     parse_csv_page,
-    read_snapshot,
 )
+from galaxy_morphology.io.tables import TableError
+from galaxy_morphology.tasks.ingest import fetch_skyserver, read_snapshot
 from tests.factories import catalogue, raw_frame, write_snapshot
 from tests.standin_skyserver import FAULTS, StandInSkyServer, running
 
@@ -41,14 +41,14 @@ def test_read_snapshot_formats(tmp_path: Path, name: str) -> None:
 
 
 def test_read_snapshot_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(IngestError, match=r"snapshot file not found: .*absent\.csv"):
+    with pytest.raises(TableError, match=r"snapshot file not found: .*absent\.csv"):
         read_snapshot(tmp_path / "absent.csv")
 
 
 def test_read_snapshot_unsupported_suffix(tmp_path: Path) -> None:
     path = tmp_path / "snapshot.xlsx"
     path.write_text("not a table")
-    with pytest.raises(IngestError, match=r"unsupported file type \(use .csv, .csv.gz, .parquet\)"):
+    with pytest.raises(TableError, match=r"unsupported file type \(use .csv, .csv.gz, .parquet\)"):
         read_snapshot(path)
 
 
@@ -95,7 +95,7 @@ def clean_table() -> pd.DataFrame:
 
 
 @pytest.fixture
-def skyserver(clean_table: pd.DataFrame) -> Iterator[StandInSkyServer]:
+def skyserver(prefect_harness: None, clean_table: pd.DataFrame) -> Iterator[StandInSkyServer]:
     with running(clean_table, timeout_sleep=2 * CLIENT_TIMEOUT) as server:
         yield server
 
@@ -138,7 +138,7 @@ def test_full_fetch_assembles_every_page(
     folder = table_path.parent
     assert page_files(folder) == [f"page-{number:05d}.parquet" for number in range(5)]
     assert [len(pd.read_parquet(folder / name)) for name in page_files(folder)] == [50, 50, 50, 50, 30]
-    assert not list(folder.glob("*.tmp-*"))
+    assert not list(folder.glob(".*.tmp"))
     # one count, then five pages, each after the last objid of the one before
     assert len(skyserver.count_requests()) == 1
     assert "COUNT_BIG(*)" in skyserver.count_requests()[0].sql
@@ -215,7 +215,7 @@ def test_fault_without_retries_stops_the_ingest(
     folder = tmp_path / "skyserver" / sky_request().key()
     assert page_files(folder) == ["page-00000.parquet"]
     assert not (folder / "table.parquet").exists()
-    assert not list(folder.glob("*.tmp-*"))
+    assert not list(folder.glob(".*.tmp"))
     assert len(skyserver.page_requests()) == 2
 
 
@@ -240,7 +240,7 @@ def test_max_rows(skyserver: StandInSkyServer, clean_table: pd.DataFrame, tmp_pa
     assert sky_request(max_rows=120).key() != sky_request().key()
 
 
-def test_empty_result(tmp_path: Path) -> None:
+def test_empty_result(prefect_harness: None, tmp_path: Path) -> None:
     with running(catalogue(0)) as server:
         table, _ = ingest(server, tmp_path, sky_request())
     assert table.empty

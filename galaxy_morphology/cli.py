@@ -1,0 +1,306 @@
+"""The ``galaxy`` command line: every pipeline entry point, one subcommand each."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from galaxy_morphology.core.settings import SETTINGS_FILE_ENV, SettingsError
+
+app = typer.Typer(
+    help="galaxy-morphology: classify SDSS galaxies as elliptical or spiral (Galaxy Zoo 1 labels).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Source = Literal["snapshot", "skyserver"]
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option("--settings", help="settings YAML file (default: settings.yaml, or $GALAXY_SETTINGS_FILE)"),
+]
+SourceOption = Annotated[
+    str | None, typer.Option("--source", help="data source: snapshot or skyserver (default: settings)")
+]
+SnapshotOption = Annotated[
+    Path | None, typer.Option("--snapshot", help="snapshot file: CSV, CSV.gz or Parquet")
+]
+
+
+@app.callback()
+def main() -> None:
+    """galaxy-morphology pipeline commands."""
+
+
+def _use_settings_file(path: Path | None) -> None:
+    if path is not None:
+        if not path.exists():
+            raise typer.BadParameter(f"settings file not found: {path}", param_hint="--settings")
+        os.environ[SETTINGS_FILE_ENV] = str(path)
+
+
+def _check_source(source: str | None) -> Source | None:
+    if source is not None and source not in ("snapshot", "skyserver"):
+        raise typer.BadParameter(f"must be snapshot or skyserver, got {source!r}", param_hint="--source")
+    return source  # type: ignore[return-value]
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user can act on: one line and exit code 2, no traceback.
+
+    Imported when a command runs, not at start-up: ``galaxy --help`` stays fast.
+    """
+    from galaxy_morphology.core.prepare import SchemaError
+    from galaxy_morphology.io.registry import RegistryError
+    from galaxy_morphology.io.skyserver import IngestError
+    from galaxy_morphology.io.tables import TableError
+    from galaxy_morphology.monitoring.batch import BatchError
+    from galaxy_morphology.tasks.classify import ClassifyError
+
+    return (SettingsError, SchemaError, TableError, IngestError, RegistryError, BatchError, ClassifyError)
+
+
+def _fail(error: Exception) -> None:
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def ingest(
+    source: SourceOption = None,
+    snapshot: SnapshotOption = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Run the data flow: ingest -> validate -> clean -> label -> split, printing row counts."""
+    from galaxy_morphology.flows.data import data_flow
+
+    _use_settings_file(settings)
+    try:
+        prepared = data_flow(source=_check_source(source), snapshot=str(snapshot) if snapshot else None)
+    except user_errors() as error:
+        _fail(error)
+        return
+    typer.echo(f"source: {prepared.source}")
+    for step, count in prepared.counts.items():
+        typer.echo(f"  {step:>20}: {count}")
+    typer.echo("dropped per reason:")
+    for reason, count in prepared.dropped.items():
+        typer.echo(f"  {reason:>28}: {count}")
+
+
+@app.command()
+def train(
+    source: SourceOption = None,
+    snapshot: SnapshotOption = None,
+    n_iter: Annotated[
+        int | None, typer.Option("--n-iter", min=1, help="search iterations per family")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="small search budget, for tests and demos")] = False,
+    search: Annotated[str | None, typer.Option("--search", help="random or halving")] = None,
+    family: Annotated[
+        list[str] | None, typer.Option("--family", help="train only this family (repeatable)")
+    ] = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Run the training flow: tune, evaluate, register, and gate the champion alias."""
+    from galaxy_morphology.flows.training import training_flow
+
+    _use_settings_file(settings)
+    if search is not None and search not in ("random", "halving"):
+        raise typer.BadParameter(f"must be random or halving, got {search!r}", param_hint="--search")
+    chosen: Literal["random", "halving"] | None = search  # type: ignore[assignment]  # checked above
+    try:
+        summary = training_flow(
+            source=_check_source(source),
+            snapshot=str(snapshot) if snapshot else None,
+            n_iter=n_iter,
+            quick=quick,
+            search=chosen,
+            families=family or None,
+        )
+    except user_errors() as error:
+        _fail(error)
+        return
+    metrics = summary.test_metrics
+    typer.echo(f"winner: {summary.winner}")
+    typer.echo(
+        "test: "
+        + ", ".join(
+            f"{key} {metrics[key]:.4f}"
+            for key in (
+                "f1_macro",
+                "f1_weighted",
+                "accuracy",
+                "roc_auc",
+                "recall_elliptical",
+                "recall_spiral",
+            )
+        )
+    )
+    typer.echo(
+        f"registered: version {summary.version} -> alias '{summary.alias}' ({summary.decision.reason})"
+    )
+
+
+@app.command()
+def monitor(
+    batch: Annotated[
+        Path | None, typer.Option("--batch", help="labelled batch: CSV, CSV.gz or Parquet")
+    ] = None,
+    after_objid: Annotated[
+        int | None, typer.Option("--skyserver-after", help="SkyServer window: rows with objid above this")
+    ] = None,
+    rows: Annotated[
+        int | None, typer.Option("--skyserver-rows", min=1, help="SkyServer window: number of rows")
+    ] = None,
+    model_uri: Annotated[
+        str | None,
+        typer.Option("--model-uri", help="model to monitor (default: models:/<model_name>@<model_alias>)"),
+    ] = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Run the monitoring flow on a labelled batch file or a SkyServer window: score it, check
+    ranges and drift, report, alert."""
+    from galaxy_morphology.flows.monitoring import monitoring_flow
+
+    _use_settings_file(settings)
+    try:
+        result = monitoring_flow(
+            batch_path=str(batch) if batch else None, model_uri=model_uri, after_objid=after_objid, rows=rows
+        )
+    except user_errors() as error:
+        _fail(error)
+        return
+    typer.echo(f"status: {result.status} (model version {result.model_version}, batch {result.batch_digest})")
+    if result.insufficient:
+        typer.echo(f"insufficient: {result.insufficient}")
+    for check in result.checks:
+        value = "n/a" if check.value is None else f"{check.value:.4f}"
+        typer.echo(f"  {check.metric:>20}: {value:>8}  {check.range:<14} {check.status}")
+    typer.echo(f"report: {result.report_dir}")
+    typer.echo(f"mlflow run: {result.run_id}")
+    if result.status == "breach":
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    model_uri: Annotated[
+        str | None,
+        typer.Option("--model-uri", help="model to serve (default: models:/<model_name>@<model_alias>)"),
+    ] = None,
+    host: Annotated[str | None, typer.Option("--host", help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="port to listen on")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="uvicorn worker processes")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="OpenMP/BLAS threads per worker")
+    ] = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Serve the registered model with MLflow's scoring server (in the foreground)."""
+    from galaxy_morphology.core.settings import load_settings
+    from galaxy_morphology.io.registry import Registry
+    from galaxy_morphology.serving.server import ServerError, serve_foreground
+
+    _use_settings_file(settings)
+    try:
+        loaded = load_settings(
+            {"serving": {"host": host, "port": port, "workers": workers, "threads": threads}}
+        )
+        # the alias is pinned to its version now: the server answers with the version it names
+        resolved = Registry.from_settings(loaded).resolve(model_uri)
+    except user_errors() as error:
+        _fail(error)
+        return
+    serving = loaded.serving
+    version = f" (version {resolved.version})" if resolved.version else ""
+    typer.echo(
+        f"serving {resolved.requested}{version} on http://{serving.host}:{serving.port} "
+        f"({serving.workers} worker(s), {serving.threads} thread(s) each)"
+    )
+    try:
+        code = serve_foreground(
+            resolved.uri, loaded.tracking_uri(), serving.host, serving.port, serving.workers, serving.threads
+        )
+    except ServerError as error:
+        _fail(error)
+        return
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def classify(
+    input: Annotated[Path, typer.Option("--input", help="catalogue to classify: CSV, CSV.gz or Parquet")],
+    output: Annotated[Path, typer.Option("--output", help="predictions Parquet file to write")],
+    only_unlabelled: Annotated[
+        bool, typer.Option("--only-unlabelled", help="classify only rows whose GZ1 'uncertain' flag is 1")
+    ] = False,
+    model_uri: Annotated[
+        str | None,
+        typer.Option("--model-uri", help="model to use (default: models:/<model_name>@<model_alias>)"),
+    ] = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Classify a catalogue file in chunks; invalid rows go to <output stem>.rejects.parquet."""
+    from galaxy_morphology.flows.classify import classify_flow
+
+    _use_settings_file(settings)
+    try:
+        summary = classify_flow(
+            input_path=str(input),
+            output_path=str(output),
+            only_unlabelled=only_unlabelled,
+            model_uri=model_uri,
+        )
+    except user_errors() as error:
+        _fail(error)
+        return
+    typer.echo(f"model: {summary.model_uri} ({summary.model_name} v{summary.model_version})")
+    typer.echo(f"  {'input rows':>16}: {summary.input_rows}")
+    if only_unlabelled:
+        typer.echo(f"  {'skipped labelled':>16}: {summary.skipped}")
+    typer.echo(f"  {'classified':>16}: {summary.scored}")
+    typer.echo(f"  {'rejected':>16}: {summary.rejected}")
+    for reason, count in summary.reasons.items():
+        typer.echo(f"    {reason:>28}: {count}")
+    typer.echo(f"predictions: {summary.output_path}")
+    typer.echo(f"rejects:     {summary.rejects_path}")
+
+
+@app.command()
+def review(
+    force: Annotated[bool, typer.Option("--force", help="review even when none is due")] = False,
+    source: SourceOption = None,
+    snapshot: SnapshotOption = None,
+    quick: Annotated[bool, typer.Option("--quick", help="small search budget, for tests and demos")] = False,
+    settings: SettingsOption = None,
+) -> None:
+    """Run the retraining review: challenger vs champion, then wait for a maintainer's decision.
+
+    The decision is given by resuming the paused run in the Prefect UI (its input form).
+    """
+    from galaxy_morphology.flows.review import review_flow
+
+    _use_settings_file(settings)
+    try:
+        summary = review_flow(
+            force=force,
+            source=_check_source(source),
+            snapshot=str(snapshot) if snapshot else None,
+            quick=quick,
+        )
+    except user_errors() as error:
+        _fail(error)
+        return
+    typer.echo(f"review: {summary.outcome}" + (f" ({'; '.join(summary.reasons)})" if summary.reasons else ""))
+    if summary.challenger:
+        typer.echo(f"challenger: version {summary.challenger}; reviewer {summary.reviewer or '-'}")
+        typer.echo(f"comment: {summary.comment}")
+    typer.echo(f"champion: version {summary.champion_after}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1 @@
+"""The pure core: no file, network or tracking I/O happens here."""

@@ -1,0 +1,47 @@
+"""Figures for the tracking server: confusion matrix and ROC curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+from galaxy_morphology.core.metrics import THRESHOLD, to_binary
+from galaxy_morphology.core.schema import CLASSES
+
+
+def confusion_figure(y_true: np.ndarray, p_elliptical: np.ndarray, title: str) -> Figure:
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    ConfusionMatrixDisplay.from_predictions(
+        to_binary(y_true),
+        (np.asarray(p_elliptical) >= THRESHOLD).astype(int),
+        labels=[0, 1],
+        display_labels=list(CLASSES),
+        cmap="Blues",
+        ax=axes,
+        colorbar=False,
+    )
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def roc_figure(y_true: np.ndarray, p_elliptical: np.ndarray, title: str) -> Figure:
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    RocCurveDisplay.from_predictions(to_binary(y_true), p_elliptical, name="elliptical", ax=axes)
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    axes.set_title(title)
+    figure.tight_layout()
+    return figure
+
+
+def save(figure: Figure, path: Path) -> None:
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,299 @@
+"""One validated settings object for the whole project.
+
+Values come, lowest precedence first, from the YAML file (``settings.yaml`` at the
+repository root, or the file named by ``GALAXY_SETTINGS_FILE``), then environment
+variables (``GALAXY_<SECTION>__<KEY>``, e.g. ``GALAXY_SPLIT__SEED=7``), then explicit
+overrides passed by the command line. pydantic-settings reads and deep-merges the three
+sources; unknown keys and wrong types are refused with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings import SettingsError as SourceError
+
+SETTINGS_FILE_ENV = "GALAXY_SETTINGS_FILE"
+DEFAULT_SETTINGS_FILE = Path("settings.yaml")
+
+
+class SettingsError(ValueError):
+    """Settings could not be loaded; the message names every offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSettings(_Section):
+    source: Literal["snapshot", "skyserver"] = "snapshot"
+    snapshot_path: Path = Path("../shared/data/gz1_sdss_dr9_curtin_3976.csv.gz")
+    cache_dir: Path = Path("data/cache")
+
+
+class SkyServerSettings(_Section):
+    release: int = Field(17, ge=1, le=20, description="SDSS data release (DR number)")
+    page_size: int = Field(50_000, ge=1, le=500_000)
+    max_rows: int | None = Field(None, ge=1, description="stop after this many rows")
+    retries: int = Field(4, ge=0, le=20)
+    backoff_seconds: float = Field(2.0, ge=0)
+    timeout_seconds: float = Field(300.0, gt=0)
+    base_url: str | None = Field(None, description="SkyServer base URL; None keeps astroquery's")
+
+
+class SplitSettings(_Section):
+    train: float = Field(0.8, gt=0, lt=1)
+    validation: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.1, gt=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> SplitSettings:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"split.train + split.validation + split.test must be 1, got {total:g}")
+        return self
+
+
+class LabelSettings(_Section):
+    rule: Literal["gz1_flags", "debiased_fraction"] = "gz1_flags"
+    threshold: float = Field(0.8, gt=0.5, le=1.0, description="for rule debiased_fraction")
+
+
+Family = Literal["knn", "decision_tree", "random_forest", "hist_gradient_boosting", "logistic"]
+FAMILY_NAMES: tuple[Family, ...] = get_args(Family)
+
+
+class TrainingSettings(_Section):
+    families: list[Family] = Field(default_factory=lambda: list(FAMILY_NAMES))
+    ensemble: bool = Field(True, description="also try a soft vote of the tuned families")
+    search: Literal["random", "halving"] = "random"
+    n_iter: int = Field(30, ge=1)
+    cv_folds: int = Field(10, ge=2)
+    n_jobs: int = -1
+    halving_factor: int = Field(3, ge=2)
+    quick_n_iter: int = Field(3, ge=1)
+    quick_cv_folds: int = Field(3, ge=2)
+    gate_margin: float = Field(0.0, ge=0, le=1, description="macro F1 a challenger must gain")
+    permutation_repeats: int = Field(5, ge=1)
+    dask_address: str | None = Field(None, description="Dask scheduler for the searches")
+    max_predict_ms: float | None = Field(
+        None,
+        gt=0,
+        description="only a family whose pipeline predicts one record within this many ms "
+        "(median, in-process) can win; None: no latency budget",
+    )
+
+
+class MlflowSettings(_Section):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_root: Path = Path("mlartifacts")
+    experiment: str = "galaxy-morphology"
+    monitoring_experiment: str = "galaxy-morphology-monitoring"
+    review_experiment: str = "galaxy-morphology-review"
+    model_name: str = "galaxy-morphology"
+    model_alias: str = Field(
+        "champion",
+        min_length=1,
+        description="the alias in service: served, classified with, monitored, reviewed and gated",
+    )
+
+
+class ServingSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5001, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    # OpenMP and BLAS threads per worker: one record gains nothing from more, and with
+    # several workers or concurrent requests more threads only fight over the cores
+    threads: int = Field(1, ge=1)
+
+
+class ClassifySettings(_Section):
+    chunk_rows: int = Field(100_000, ge=1)
+    output_dir: Path = Path("outputs")
+
+
+class MetricRange(_Section):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> MetricRange:
+        if self.min is None and self.max is None:
+            raise ValueError("a range needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+    def contains(self, value: float) -> bool:
+        lower_ok = self.min is None or value >= self.min
+        upper_ok = self.max is None or value <= self.max
+        return lower_ok and upper_ok
+
+    def describe(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"[{self.min:g}, {self.max:g}]"
+        if self.min is not None:
+            return f">= {self.min:g}"
+        return f"<= {self.max:g}"
+
+
+class MonitoringSettings(_Section):
+    ranges: dict[str, MetricRange] = Field(
+        default_factory=lambda: {
+            "f1_macro": MetricRange(min=0.90),
+            "recall_elliptical": MetricRange(min=0.85),
+            "roc_auc": MetricRange(min=0.95),
+            "drift_share": MetricRange(max=0.5),
+        }
+    )
+    min_rows: int = Field(50, ge=1)
+    min_per_class: int = Field(10, ge=1)
+    notification_block: str | None = Field(
+        "galaxy-monitoring-alerts", description="name of a Prefect notification block"
+    )
+    webhook_url_env: str = Field(
+        "GALAXY_ALERT_WEBHOOK_URL",
+        description="environment variable holding a webhook URL, used when the block is absent",
+    )
+    reports_dir: Path = Path("reports")
+
+
+class ReviewSettings(_Section):
+    max_age_days: int = Field(365, ge=1)
+    decision_timeout_seconds: int = Field(7 * 24 * 3600, ge=1)
+
+
+class Settings(BaseSettings):
+    """Every tunable value of the project."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GALAXY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    skyserver: SkyServerSettings = Field(default_factory=SkyServerSettings)
+    split: SplitSettings = Field(default_factory=SplitSettings)
+    labels: LabelSettings = Field(default_factory=LabelSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    classify: ClassifySettings = Field(default_factory=ClassifySettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # highest precedence first: command-line overrides, environment, YAML file
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, _yaml_file.get()))
+
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: ``MLFLOW_TRACKING_URI`` wins over the settings."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow.tracking_uri
+
+
+# the YAML file of the load in progress (pydantic-settings builds its sources per instance)
+_yaml_file: ContextVar[Path] = ContextVar("galaxy_settings_yaml", default=DEFAULT_SETTINGS_FILE)
+
+
+def _format_errors(error: ValidationError, origin: str) -> str:
+    lines = [f"invalid settings ({origin}):"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(root)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def settings_file() -> Path:
+    return Path(os.environ.get(SETTINGS_FILE_ENV, DEFAULT_SETTINGS_FILE))
+
+
+def _check_yaml(path: Path) -> None:
+    """A readable mapping of sections, or ``SettingsError`` (pydantic-settings would say less)."""
+    if not path.exists():
+        return
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"settings file {path} is not valid YAML: {exc}") from exc
+    if content is not None and not isinstance(content, dict):
+        raise SettingsError(f"settings file {path} must hold a mapping of sections")
+
+
+def load_settings(overrides: dict[str, Any] | None = None, path: Path | None = None) -> Settings:
+    """Load settings: YAML file, then environment, then ``overrides`` (nested dict)."""
+    source = path or settings_file()
+    if not source.exists() and (path is not None or SETTINGS_FILE_ENV in os.environ):
+        raise SettingsError(f"settings file not found: {source}")
+    _check_yaml(source)
+    unknown = _unknown_environment_sections()
+    if unknown:
+        sections = ", ".join(Settings.model_fields)
+        raise SettingsError(
+            "invalid settings (environment):\n"
+            + "\n".join(f"  {key}: unknown section (known: {sections})" for key in unknown)
+        )
+    environment_keys = sorted(
+        key for key in os.environ if key.startswith("GALAXY_") and key != SETTINGS_FILE_ENV
+    )
+    origin = f"file {source}"
+    if environment_keys:
+        origin += f", environment {', '.join(environment_keys)}"
+    if overrides:
+        origin += ", command-line options"
+    token = _yaml_file.set(source)
+    try:
+        return Settings(**_prune(overrides or {}))
+    except ValidationError as exc:
+        raise SettingsError(_format_errors(exc, origin)) from None
+    except SourceError as exc:
+        raise SettingsError(f"invalid settings ({origin}): {exc}") from None
+    finally:
+        _yaml_file.reset(token)
+
+
+def _unknown_environment_sections() -> list[str]:
+    """``GALAXY_<SECTION>__<KEY>`` variables naming no section: they would be silently ignored."""
+    prefix = "GALAXY_"
+    sections = {name.lower() for name in Settings.model_fields}
+    return sorted(
+        key
+        for key in os.environ
+        if key.upper().startswith(prefix)
+        and "__" in key
+        and key[len(prefix) :].split("__")[0].lower() not in sections
+    )
+
+
+def _prune(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop ``None`` leaves: an option the user did not give overrides nothing."""
+    pruned: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            inner = _prune(value)
+            if inner:
+                pruned[key] = inner
+        elif value is not None:
+            pruned[key] = value
+    return pruned

@@ -1,0 +1,102 @@
+"""Classify flow: load the model once, score a catalogue file chunk by chunk into Parquet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from galaxy_morphology.core.markdown import markdown_table
+from galaxy_morphology.core.settings import load_settings
+from galaxy_morphology.io.logs import run_logger
+from galaxy_morphology.io.registry import Registry
+from galaxy_morphology.tasks.classify import ClassifyCounts, classify_file_task, load_model, rejects_path_for
+
+
+@dataclass(frozen=True)
+class ClassifySummary:
+    input_path: str
+    output_path: str
+    rejects_path: str
+    model_uri: str
+    model_name: str
+    model_version: str | None
+    input_rows: int
+    skipped: int
+    scored: int
+    rejected: int
+    reasons: dict[str, int]
+
+
+def classify_markdown(summary: ClassifySummary, only_unlabelled: bool) -> str:
+    rows: list[tuple[str, int]] = [("input", summary.input_rows)]
+    if only_unlabelled:
+        rows.append(("labelled, skipped", summary.skipped))
+    rows += [("classified", summary.scored), ("rejected", summary.rejected)]
+    parts = [
+        "# Batch classification",
+        f"Model: `{summary.model_uri}` ({summary.model_name} v{summary.model_version})",
+        markdown_table(["", "rows"], rows),
+    ]
+    if summary.reasons:
+        parts.append(markdown_table(["reject reason", "rows"], summary.reasons.items()))
+    parts += [f"Predictions: `{summary.output_path}`", f"Rejects: `{summary.rejects_path}`"]
+    return "\n\n".join(parts)
+
+
+def summarize(
+    input_path: str,
+    output: Path,
+    model_uri: str,
+    model_name: str,
+    model_version: str | None,
+    counts: ClassifyCounts,
+) -> ClassifySummary:
+    return ClassifySummary(
+        input_path=input_path,
+        output_path=str(output),
+        rejects_path=str(rejects_path_for(output)),
+        model_uri=model_uri,
+        model_name=model_name,
+        model_version=model_version,
+        input_rows=counts.input_rows,
+        skipped=counts.skipped,
+        scored=counts.scored,
+        rejected=counts.rejected,
+        reasons=dict(counts.reasons.most_common()),
+    )
+
+
+@flow(name="galaxy-classify")
+def classify_flow(
+    input_path: str,
+    output_path: str,
+    only_unlabelled: bool = False,
+    model_uri: str | None = None,
+    settings_file: str | None = None,
+) -> ClassifySummary:
+    """Classify every row of a catalogue file; invalid rows go to a rejects file beside the output."""
+    settings = load_settings(None, Path(settings_file) if settings_file else None)
+    model = load_model(Registry.from_settings(settings), model_uri)
+    output = Path(output_path)
+    counts = classify_file_task(
+        Path(input_path), output, model, settings.classify.chunk_rows, only_unlabelled
+    )
+    resolved = model.resolved
+    summary = summarize(input_path, output, resolved.requested, resolved.name, resolved.version, counts)
+    create_markdown_artifact(
+        key="classify-summary",
+        markdown=classify_markdown(summary, only_unlabelled),
+        description="Batch classification counts",
+    )
+    run_logger().info(
+        "%d rows: %d classified -> %s, %d rejected -> %s",
+        summary.input_rows,
+        summary.scored,
+        summary.output_path,
+        summary.rejected,
+        summary.rejects_path,
+    )
+    return summary

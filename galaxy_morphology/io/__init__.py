@@ -1,0 +1,1 @@
+"""The edges: tables on disk, SkyServer, MLflow tracking and the model registry."""

@@ -1,0 +1,248 @@
+"""Which model: the in-service alias, ``models:/`` URIs, version lookup, registration, load-and-score.
+
+Serve, classify, monitoring, the review and the champion gate all ask this module which
+model they mean. The in-service alias is ``mlflow.model_alias`` (default ``champion``):
+set it to ``staging`` and every command serves, scores, monitors, reviews and gates that
+alias instead.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import mlflow
+import numpy as np
+import pandas as pd
+import skops.io
+from mlflow.exceptions import MlflowException
+from sklearn.pipeline import Pipeline
+
+from galaxy_morphology.core.families import TRUSTED_TYPES
+from galaxy_morphology.core.metrics import to_labels
+from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from galaxy_morphology.core.settings import Settings
+from galaxy_morphology.io.tracking import Tracking
+
+MODEL_NAME_IN_RUN = "model"
+MODEL_DESCRIPTION = (
+    "Elliptical vs spiral from SDSS catalogue columns, trained on Galaxy Zoo 1 flags. "
+    "Input: raw catalogue columns; output: label and p_elliptical per row."
+)
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
+
+
+class RegistryError(RuntimeError):
+    """The registry cannot give or take the model asked for; nothing was left half-done."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model URI, parsed: ``models:/<name>@<alias>``, ``models:/<name>/<version>``, or any other."""
+
+    uri: str
+    name: str | None = None
+    alias: str | None = None
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, uri: str) -> ModelRef:
+        if not uri.startswith("models:/"):
+            return cls(uri)
+        target = uri.removeprefix("models:/").strip("/")
+        if "@" in target:
+            name, alias = target.split("@", 1)
+            if name and alias:
+                return cls(uri, name=name, alias=alias)
+        else:
+            name, _, version = target.partition("/")
+            if name and version:
+                return cls(uri, name=name, version=version)
+        raise RegistryError(f"model URI {uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """One concrete model: a registered version (``name``/``version``) or a plain URI."""
+
+    requested: str
+    uri: str  # pinned: models:/<name>/<version> for registered models
+    name: str
+    version: str | None
+    run_id: str | None
+    registered_at: datetime | None = None
+
+
+def alias_uri(name: str, alias: str) -> str:
+    return f"models:/{name}@{alias}"
+
+
+def in_service_uri(settings: Settings) -> str:
+    """``models:/<mlflow.model_name>@<mlflow.model_alias>``: what every command uses by default."""
+    return alias_uri(settings.mlflow.model_name, settings.mlflow.model_alias)
+
+
+class Scorer(Protocol):
+    def predict(self, data: pd.DataFrame) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Scorer
+    resolved: ResolvedModel
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``label`` and ``p_elliptical`` for every row of ``frame`` (feature columns only)."""
+        return self.model.predict(frame[list(FEATURE_COLUMNS)].astype("float64"))
+
+
+class Registry:
+    """The registered model ``name`` in the tracking store, with ``alias`` in service."""
+
+    def __init__(self, tracking: Tracking, name: str, alias: str) -> None:
+        self.tracking = tracking
+        self.client = tracking.client
+        self.name = name
+        self.alias = alias
+        # MLflow's fluent calls (load_model of models:/ URIs, log_model) read the process-wide URIs
+        mlflow.set_tracking_uri(tracking.uri)
+        mlflow.set_registry_uri(tracking.uri)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """The project's model (``mlflow.model_name``) with ``mlflow.model_alias`` in service."""
+        tracking = Tracking(settings.tracking_uri(), settings.mlflow.artifact_root)
+        return cls(tracking, settings.mlflow.model_name, settings.mlflow.model_alias)
+
+    @property
+    def in_service_uri(self) -> str:
+        return alias_uri(self.name, self.alias)
+
+    def version_for(self, alias: str) -> str | None:
+        """The version holding ``alias``, or None."""
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, alias).version)
+        except MlflowException as error:
+            if error.error_code in _MISSING:
+                return None
+            raise
+
+    def in_service(self) -> ResolvedModel | None:
+        """The version in service, or None when the alias is not set yet."""
+        return None if self.version_for(self.alias) is None else self.resolve(self.in_service_uri)
+
+    def resolve(self, uri: str | None = None) -> ResolvedModel:
+        """``uri`` (default: the in-service alias) pinned to a version; ``RegistryError`` if absent."""
+        ref = ModelRef.parse(uri or self.in_service_uri)
+        if ref.name is None:
+            run_id = ref.uri.removeprefix("runs:/").split("/", 1)[0] if ref.uri.startswith("runs:/") else None
+            return ResolvedModel(ref.uri, ref.uri, ref.uri, None, run_id)
+        try:
+            if ref.alias is not None:
+                found = self.client.get_model_version_by_alias(ref.name, ref.alias)
+            else:
+                found = self.client.get_model_version(ref.name, str(ref.version))
+        except MlflowException as error:
+            raise RegistryError(
+                f"model {ref.uri} not found in the registry at {self.tracking.uri}: {error.message}"
+            ) from None
+        version = str(found.version)
+        return ResolvedModel(
+            requested=ref.uri,
+            uri=f"models:/{ref.name}/{version}",
+            name=ref.name,
+            version=version,
+            run_id=found.run_id,
+            registered_at=datetime.fromtimestamp(found.creation_timestamp / 1000, tz=UTC),
+        )
+
+    def load(self, resolved: ResolvedModel) -> LoadedModel:
+        try:
+            model = mlflow.pyfunc.load_model(resolved.uri)
+        except MlflowException as error:
+            raise RegistryError(
+                f"cannot load model {resolved.requested} from {self.tracking.uri}: {error.message}"
+            ) from None
+        return LoadedModel(model, resolved)
+
+    def score(self, resolved: ResolvedModel, frame: pd.DataFrame) -> pd.DataFrame:
+        return self.load(resolved).score(frame)
+
+    # ------------------------------------------------------------------ writing
+
+    def register(
+        self,
+        run_id: str,
+        pipeline: Pipeline,
+        example: pd.DataFrame,
+        python_model: Path,
+        tags: Mapping[str, str],
+        alias: str,
+    ) -> str:
+        """Log the pyfunc to ``run_id``, register it, tag it, then give it ``alias``.
+
+        A failure after the version exists deletes that version again, so nothing is left
+        half-registered, and the alias only ever moves as the last step.
+        """
+        with tempfile.TemporaryDirectory() as folder, mlflow.start_run(run_id=run_id):
+            info = log_pyfunc(pipeline, example, python_model, Path(folder))
+        version = mlflow.register_model(info.model_uri, self.name)
+        try:
+            self.client.update_registered_model(self.name, description=MODEL_DESCRIPTION)
+            for key, value in tags.items():
+                self.client.set_model_version_tag(self.name, version.version, key, value)
+            self.client.set_registered_model_alias(self.name, alias, version.version)
+        except BaseException:
+            self.client.delete_model_version(self.name, version.version)
+            raise
+        return str(version.version)
+
+    def set_alias(self, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(self.name, alias, version)
+
+    def tag_version(self, version: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, value)
+
+    def model_tag(self, key: str) -> str | None:
+        return self.client.get_registered_model(self.name).tags.get(key)
+
+    def set_model_tag(self, key: str, value: str) -> None:
+        self.client.set_registered_model_tag(self.name, key, value)
+
+
+def dump_pipeline(pipeline: Pipeline, path: Path) -> None:
+    """Serialize with skops and refuse any type outside the explicit trusted list."""
+    skops.io.dump(pipeline, path)
+    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+    if untrusted:
+        path.unlink()
+        raise RegistryError(f"the pipeline holds types outside core.families.TRUSTED_TYPES: {untrusted}")
+
+
+def log_pyfunc(pipeline: Pipeline, example: pd.DataFrame, python_model: Path, folder: Path) -> Any:
+    """Log the pyfunc (code file, skops artifact, signature, input example) to the active run."""
+    skops_path = folder / "pipeline.skops"
+    dump_pipeline(pipeline, skops_path)
+    example = example[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
+    proba = pipeline.predict_proba(example)[:, 1]
+    output = pd.DataFrame({"label": to_labels(proba), "p_elliptical": np.asarray(proba, dtype="float64")})
+    return mlflow.pyfunc.log_model(
+        name=MODEL_NAME_IN_RUN,
+        python_model=str(python_model),
+        artifacts={"pipeline": str(skops_path)},
+        signature=mlflow.models.infer_signature(example, output),
+        input_example=example,
+        pip_requirements=_requirements(),
+    )
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    packages = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
+    return [f"{name}=={version(name)}" for name in packages]

@@ -1,0 +1,111 @@
+"""Judge a scored batch: metrics, Evidently's drift, allowed ranges, status (pure computation).
+
+The ranges are checked here rather than with Evidently's metric tests: the project's
+headline metrics (macro F1, per-class recall) are not Evidently metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from galaxy_morphology.core.settings import MonitoringSettings
+from galaxy_morphology.monitoring.batch import Batch, batch_values, evidently_report, finite
+from galaxy_morphology.monitoring.ranges import (
+    FAIL,
+    INSUFFICIENT,
+    PASS,
+    Check,
+    breaches,
+    check_ranges,
+    insufficient_reason,
+)
+
+BREACH = "breach"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    status: str  # pass | breach | insufficient
+    checks: list[Check]
+    values: dict[str, float]
+    insufficient: str | None
+    snapshot: Any | None  # the Evidently report, when both classes are present
+    reference: str  # where the drift reference came from ("none" without one)
+
+    @property
+    def breached(self) -> list[Check]:
+        return breaches(self.checks)
+
+
+def assess(
+    batch: Batch,
+    current: pd.DataFrame,
+    reference: pd.DataFrame | None,
+    reference_source: str,
+    settings: MonitoringSettings,
+) -> Assessment:
+    """Every value of the batch checked against its allowed range."""
+    too_small = insufficient_reason(
+        len(batch.labelled), batch.per_class, settings.min_rows, settings.min_per_class
+    )
+    values = batch_values(current["label"].to_numpy(), current["p_elliptical"].to_numpy())
+    snapshot = None
+    if all(count > 0 for count in batch.per_class.values()):
+        snapshot, evidently_values = evidently_report(current, reference)
+        values.update(evidently_values)
+    checks = check_ranges(values, settings.ranges, insufficient=too_small is not None)
+    status = INSUFFICIENT if too_small else (BREACH if breaches(checks) else PASS)
+    return Assessment(status, checks, values, too_small, snapshot, reference_source)
+
+
+def run_metrics(assessment: Assessment, counts: dict[str, int]) -> dict[str, float]:
+    """What the monitoring run logs: every finite value, each check's outcome, the row counts."""
+    metrics = finite(assessment.values)
+    metrics.update(
+        {
+            f"check_failed.{c.metric}": float(c.status == FAIL)
+            for c in assessment.checks
+            if c.status in (PASS, FAIL)
+        }
+    )
+    metrics["checks_breached"] = float(len(assessment.breached))
+    metrics.update({f"rows.{key}": float(count) for key, count in counts.items()})
+    return metrics
+
+
+def report_document(assessment: Assessment, model: dict[str, Any], batch: Batch) -> dict[str, Any]:
+    """``values.json`` of the report folder."""
+    return {
+        "status": assessment.status,
+        "insufficient": assessment.insufficient,
+        "model": model,
+        "batch": {
+            "path": batch.path,
+            "digest": batch.digest,
+            "counts": batch.counts,
+            "dropped": batch.dropped,
+            "per_class": batch.per_class,
+        },
+        "reference": assessment.reference,
+        "values": assessment.values,
+        "checks": [check.as_dict() for check in assessment.checks],
+    }
+
+
+def run_tags(assessment: Assessment, report_dir: str) -> dict[str, str]:
+    return {
+        "galaxy.monitoring.status": assessment.status,
+        "galaxy.monitoring.breached": ",".join(c.metric for c in assessment.breached) or "none",
+        "galaxy.monitoring.reference": assessment.reference,
+        "galaxy.monitoring.report_dir": report_dir,
+    }
+
+
+def summary_line(assessment: Assessment) -> str:
+    values = ", ".join(
+        f"{c.metric}={'n/a' if c.value is None else f'{c.value:.4f}'} {c.status}" for c in assessment.checks
+    )
+    return f"monitoring {assessment.status}: {values}"

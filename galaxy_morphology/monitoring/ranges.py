@@ -1,0 +1,68 @@
+"""Check computed values against the allowed ranges of ``settings.monitoring.ranges``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+from galaxy_morphology.core.settings import MetricRange
+
+PASS = "pass"
+FAIL = "fail"
+INSUFFICIENT = "insufficient"
+NOT_COMPUTED = "not computed"
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    value: float | None
+    range: str
+    status: str  # pass | fail | insufficient | not computed
+
+    @property
+    def breached(self) -> bool:
+        return self.status == FAIL
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def insufficient_reason(
+    n_rows: int, per_class: Mapping[str, int], min_rows: int, min_per_class: int
+) -> str | None:
+    """Why a batch is too small to judge, or ``None`` when it is large enough."""
+    problems = []
+    if n_rows < min_rows:
+        problems.append(f"{n_rows} labelled rows < min_rows {min_rows}")
+    for name, count in sorted(per_class.items()):
+        if count < min_per_class:
+            problems.append(f"{count} {name} rows < min_per_class {min_per_class}")
+    return "; ".join(problems) or None
+
+
+def check_ranges(
+    values: Mapping[str, float], ranges: Mapping[str, MetricRange], insufficient: bool = False
+) -> list[Check]:
+    """One check per configured range, in the settings' order.
+
+    An insufficient batch is never judged (status ``insufficient``); a metric that was not
+    computed (absent or NaN) is reported as ``not computed``, never as a breach.
+    """
+    checks = []
+    for metric, allowed in ranges.items():
+        raw = values.get(metric)
+        value = None if raw is None or (isinstance(raw, float) and math.isnan(raw)) else float(raw)
+        if insufficient:
+            status = INSUFFICIENT
+        elif value is None:
+            status = NOT_COMPUTED
+        else:
+            status = PASS if allowed.contains(value) else FAIL
+        checks.append(Check(metric, value, allowed.describe(), status))
+    return checks
+
+
+def breaches(checks: list[Check]) -> list[Check]:
+    return [check for check in checks if check.breached]

@@ -1,0 +1,45 @@
+"""The registered model's Python class: check the catalogue columns, score, name the class.
+
+The fitted scikit-learn pipeline is an skops artifact loaded with the installed project's
+list of trusted types. ``predict`` takes raw catalogue columns and returns ``label`` and
+``p_elliptical`` per row; invalid rows are refused with a message naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import skops.io
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel
+
+from galaxy_morphology.core import prepare
+from galaxy_morphology.core.families import TRUSTED_TYPES
+from galaxy_morphology.core.metrics import to_labels
+from galaxy_morphology.core.prepare import SchemaError
+
+PIPELINE_ARTIFACT = "pipeline"
+# the file MLflow logs as the model's code (models-from-code: nothing is cloudpickled)
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+
+
+class GalaxyMorphologyModel(PythonModel):
+    def load_context(self, context: Any) -> None:
+        self.pipeline = skops.io.load(context.artifacts[PIPELINE_ARTIFACT], trusted=TRUSTED_TYPES)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        try:
+            features = _checked(model_input)
+        except SchemaError as error:
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+        proba = self.pipeline.predict_proba(features)[:, 1]
+        return pd.DataFrame({"label": to_labels(proba), "p_elliptical": proba})
+
+
+def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(frame, pd.DataFrame):
+        raise SchemaError(f"expected a table of catalogue columns, got {type(frame).__name__}")
+    return prepare.model_input(frame)

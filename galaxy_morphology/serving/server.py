@@ -1,0 +1,212 @@
+"""Start and stop MLflow's scoring server for the registered model.
+
+The server is ``mlflow models serve --env-manager local``: the model runs in this
+project's own environment. ``mlflow`` starts ``uvicorn`` by name through a shell, so the
+virtual environment's ``bin`` folder is put first on the child's ``PATH`` whatever the
+caller's ``PATH`` is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import requests
+
+BIN_DIR = Path(sys.executable).parent
+READY_PATH = "/ping"
+
+
+class ServerError(RuntimeError):
+    """The scoring server did not start (the message holds the end of its log)."""
+
+
+def serve_command(model_uri: str, host: str, port: int, workers: int = 1) -> list[str]:
+    """The ``mlflow models serve`` command line for ``model_uri``."""
+    return [
+        str(BIN_DIR / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def serve_env(tracking_uri: str, threads: int = 1, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: tracking and registry URI, this environment's ``bin`` first on
+    PATH, and ``threads`` OpenMP/BLAS threads per worker (gradient boosting, KNN and BLAS
+    would otherwise each start a thread per core in every worker, and spin on them)."""
+    env = dict(os.environ if base is None else base)
+    env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    path = env.get("PATH", "")
+    env["PATH"] = os.pathsep.join([str(BIN_DIR), path]) if path else str(BIN_DIR)
+    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    env["MLFLOW_REGISTRY_URI"] = tracking_uri  # the project keeps models in the tracking store
+    return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the server gets SIGTERM when the process that started it dies."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class ScoringServer:
+    """A running scoring server (``mlflow`` and its ``uvicorn`` child, in their own process group)."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    model_uri: str
+    log_path: Path | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM the whole process group, SIGKILL it after ``timeout`` seconds."""
+        if self.alive():
+            _signal_group(self.process, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(self.process, signal.SIGKILL)
+                self.process.wait(timeout)
+        # uvicorn may outlive mlflow for an instant: make sure the group is gone
+        _signal_group(self.process, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.process.returncode
+
+    def __enter__(self) -> ScoringServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+def start_server(
+    model_uri: str,
+    tracking_uri: str,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    workers: int = 1,
+    log_path: Path | None = None,
+    wait: bool = True,
+    timeout: float = 120.0,
+    threads: int = 1,
+) -> ScoringServer:
+    """Start the scoring server in the background; with ``wait``, return once /ping answers."""
+    port = port or free_port(host)
+    log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - closed by stop()
+    process = subprocess.Popen(
+        serve_command(model_uri, host, port, workers),
+        env=serve_env(tracking_uri, threads),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not None else None,
+        start_new_session=True,  # its own process group: stop() signals mlflow and uvicorn
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+    server = ScoringServer(process, f"http://{_url_host(host)}:{port}", model_uri, log_path, log)
+    if wait:
+        try:
+            wait_until_ready(server, timeout)
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def wait_until_ready(server: ScoringServer, timeout: float = 120.0) -> None:
+    """Poll ``GET /ping`` until it answers 200; fail early when the server process exits."""
+    deadline = time.monotonic() + timeout
+    with requests.Session() as session:
+        while True:
+            if not server.alive():
+                raise ServerError(
+                    f"the scoring server for {server.model_uri} exited with code "
+                    f"{server.process.returncode} before answering {READY_PATH}"
+                    + (f":\n{server.log_tail()}" if server.log_path else "")
+                )
+            try:
+                if session.get(server.url + READY_PATH, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"the scoring server for {server.model_uri} did not answer {READY_PATH} "
+                    f"within {timeout:g} s" + (f":\n{server.log_tail()}" if server.log_path else "")
+                )
+            time.sleep(0.2)
+
+
+def serve_foreground(
+    model_uri: str, tracking_uri: str, host: str, port: int, workers: int, threads: int = 1
+) -> int:
+    """Run the server until it exits or this process gets SIGINT / SIGTERM; return its exit code."""
+    server = start_server(model_uri, tracking_uri, host, port, workers, wait=False, threads=threads)
+    stopped: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        # only signal here: waiting inside the handler would deadlock on Popen's wait lock
+        stopped.append(signum)
+        _signal_group(server.process, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = server.process.wait()
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stopped else code

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from galaxy_morphology.core.features import (
+    FEATURE_NAMES,
+    CatalogueFeatures,
+    catalogue_features,
+    luminosity_distance_mpc,
+)
+from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from tests.factories import raw_frame
+
+
+def test_features_have_one_column_per_name_and_are_finite() -> None:
+    frame = raw_frame(5, 5, 0)
+    values = catalogue_features(frame)
+    assert values.shape == (10, len(FEATURE_NAMES))
+    assert np.isfinite(values).all()
+
+
+def test_colours_are_magnitude_differences() -> None:
+    frame = raw_frame(2, 2, 0)
+    values = catalogue_features(frame)
+    column = {name: values[:, i] for i, name in enumerate(FEATURE_NAMES)}
+    np.testing.assert_allclose(column["u_g"], frame["mag_u"] - frame["mag_g"])
+    np.testing.assert_allclose(column["g_r"], frame["mag_g"] - frame["mag_r"])
+    np.testing.assert_allclose(column["r_i"], frame["mag_r"] - frame["mag_i"])
+    np.testing.assert_allclose(column["i_z"], frame["mag_i"] - frame["mag_z"])
+    np.testing.assert_allclose(column["deV_exp_radius_ratio"], frame["deVRad_r"] / frame["expRad_r"])
+
+
+def test_distance_grows_with_redshift_and_is_near_hubble_law_at_low_z() -> None:
+    distances = luminosity_distance_mpc(np.array([0.01, 0.05, 0.1, 0.2]))
+    assert np.all(np.diff(distances) > 0)
+    assert distances[0] == pytest.approx(299_792.458 * 0.01 / 70.0, rel=0.01)
+
+
+def test_near_zero_and_slightly_negative_redshift_stay_finite() -> None:
+    frame = raw_frame(2, 0, 0)
+    frame.loc[0, "redshift"] = -0.005
+    frame.loc[1, "redshift"] = 0.0
+    assert np.isfinite(catalogue_features(frame)).all()
+
+
+def test_transformer_takes_raw_columns_and_ignores_labels_and_ids() -> None:
+    frame = raw_frame(3, 3, 0)
+    step = CatalogueFeatures().fit(frame)
+    assert list(step.get_feature_names_out()) == list(FEATURE_NAMES)
+    np.testing.assert_array_equal(step.transform(frame), step.transform(frame[list(FEATURE_COLUMNS)]))
+
+
+def test_transformer_refuses_missing_feature_column() -> None:
+    with pytest.raises(ValueError, match="stellar_mass"):
+        CatalogueFeatures().fit(raw_frame(2, 2, 0).drop(columns=["stellar_mass"]))

@@ -1,0 +1,36 @@
+"""Tuning on a Dask cluster (parallel_backend) gives the same result as the local run for the same seed."""
+
+from __future__ import annotations
+
+import pytest
+from distributed import Client, LocalCluster
+
+from galaxy_morphology.core.training import SearchBudget, tune
+from galaxy_morphology.io.cluster import parallel_backend
+from tests.core.test_training import labelled
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as local:
+        yield local
+
+
+@pytest.mark.parametrize("family", ["random_forest", "knn"])
+def test_dask_search_matches_the_local_search(cluster: LocalCluster, family: str) -> None:
+    train = labelled(80, 40, seed=7)
+    local = tune(family, train, SearchBudget("random", 4, 3, n_jobs=1, seed=11))
+    with parallel_backend(cluster.scheduler_address):
+        remote = tune(family, train, SearchBudget("random", 4, 3, n_jobs=-1, seed=11))
+    assert remote.best_params == local.best_params
+    assert remote.cv_mean == pytest.approx(local.cv_mean, abs=1e-12)
+    assert remote.cv_std == pytest.approx(local.cv_std, abs=1e-12)
+    assert remote.n_candidates == local.n_candidates
+    assert tasks_seen(cluster) > 0  # the search really ran on the cluster
+
+
+def tasks_seen(cluster: LocalCluster) -> int:
+    with Client(cluster.scheduler_address) as client:
+        return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes))
