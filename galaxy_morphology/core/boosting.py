@@ -17,12 +17,28 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils.validation import check_is_fitted
 
 VECTOR_MAX_ROWS = 64  # rows x trees indices per level stay small; batches use scikit-learn's path
+# the private scikit-learn names the walk reads; when one is missing (a newer scikit-learn
+# renamed it), predict_proba takes scikit-learn's own path: a registered model never becomes
+# unloadable or unservable, only slower
+PRIVATE_NAMES = ("_preprocess_X", "_predictors", "_baseline_prediction", "_loss")
+NODE_FIELDS = (
+    "feature_idx",
+    "num_threshold",
+    "missing_go_to_left",
+    "left",
+    "right",
+    "is_leaf",
+    "value",
+    "depth",
+    "is_categorical",
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,9 @@ def flatten(predictors: list) -> FlatTrees | None:
     """One table of every tree's nodes, or None when the fast walk does not apply."""
     if any(len(iteration) != 1 for iteration in predictors):
         return None  # several trees per iteration (multiclass)
-    tables = [iteration[0].nodes for iteration in predictors]
+    tables: list[np.ndarray] = [getattr(iteration[0], "nodes", np.empty(0)) for iteration in predictors]
+    if any(not set(NODE_FIELDS) <= set(table.dtype.names or ()) for table in tables):
+        return None  # a node layout this walk does not know
     nodes = np.concatenate(tables)
     if nodes["is_categorical"].any():
         return None
@@ -85,11 +103,13 @@ _FLAT: weakref.WeakKeyDictionary[GradientBoosting, tuple[list, FlatTrees | None]
 class GradientBoosting(HistGradientBoostingClassifier):
     """``HistGradientBoostingClassifier`` with a bit-identical all-trees walk for a few rows."""
 
-    def predict_proba(self, X: object) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray:
         rows = getattr(X, "shape", (VECTOR_MAX_ROWS + 1,))[0]
         if rows > VECTOR_MAX_ROWS or getattr(self, "_preprocessor", None) is not None:
             return super().predict_proba(X)
         check_is_fitted(self)
+        if not all(hasattr(self, name) for name in PRIVATE_NAMES):
+            return super().predict_proba(X)
         X = self._preprocess_X(X, reset=False)
         trees = self._flat_trees()
         if trees is None:

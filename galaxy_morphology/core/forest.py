@@ -16,11 +16,17 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 THREADED_MIN_ROWS = 20_000  # below this a thread pool costs more than it saves
+# the private scikit-learn names the direct sum reads; when one is missing (a newer
+# scikit-learn renamed it), predict_proba takes scikit-learn's own path, so a registered
+# model never becomes unloadable or unservable, only slower
+PRIVATE_NAMES = ("_validate_X_predict", "estimators_", "n_outputs_", "n_classes_")
+TREE_NAMES = ("tree_",)
 
 
 def available_cores() -> int:
@@ -33,10 +39,10 @@ def available_cores() -> int:
 class RandomForest(RandomForestClassifier):
     """``RandomForestClassifier`` with a direct, bit-identical ``predict_proba``."""
 
-    def predict_proba(self, X: object) -> np.ndarray:
-        X = self._validate_X_predict(X)
-        if self.n_outputs_ != 1:
+    def predict_proba(self, X: Any) -> np.ndarray:
+        if not self._fast_path_applies():
             return super().predict_proba(X)
+        X = self._validate_X_predict(X)
         n_rows, threads = X.shape[0], available_cores()
         if n_rows < THREADED_MIN_ROWS or threads == 1:
             return self._summed(X)
@@ -48,6 +54,13 @@ class RandomForest(RandomForestClassifier):
             for (start, stop), block in zip(blocks, scored, strict=True):
                 proba[start:stop] = block
         return proba
+
+    def _fast_path_applies(self) -> bool:
+        if not all(hasattr(self, name) for name in PRIVATE_NAMES) or self.n_outputs_ != 1:
+            return False  # unfitted (scikit-learn says so), multi-output, or renamed internals
+        return all(hasattr(tree, name) for tree in self.estimators_ for name in TREE_NAMES) and all(
+            hasattr(tree.tree_, "predict") for tree in self.estimators_
+        )
 
     def _summed(self, X: np.ndarray) -> np.ndarray:
         # each tree's predict_proba(X, check_input=False) is tree_.predict(X)[:, :n_classes]

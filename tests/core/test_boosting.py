@@ -5,6 +5,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import NotFittedError
 
+from galaxy_morphology.core import boosting
 from galaxy_morphology.core.boosting import VECTOR_MAX_ROWS, GradientBoosting
 
 PARAMS = {"max_iter": 60, "learning_rate": 0.1, "max_leaf_nodes": 12, "random_state": 1}
@@ -62,3 +63,19 @@ def test_unfitted_or_misshapen_input_is_refused() -> None:
         GradientBoosting().predict_proba(X[:1])
     with pytest.raises(ValueError, match="5 features"):
         GradientBoosting(**PARAMS).fit(X, y).predict_proba(X[:1, :3])
+
+
+@pytest.mark.parametrize("renamed", ["private_name", "node_field"])
+def test_renamed_scikit_learn_internals_fall_back_to_scikit_learns_path(
+    renamed: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X, y, unseen = data(0)
+    if renamed == "private_name":
+        monkeypatch.setattr(boosting, "PRIVATE_NAMES", (*boosting.PRIVATE_NAMES, "_renamed_in_a_new_release"))
+    else:
+        monkeypatch.setattr(boosting, "NODE_FIELDS", (*boosting.NODE_FIELDS, "renamed_field"))
+    walked: list[int] = []
+    monkeypatch.setattr(boosting, "leaf_values", lambda trees, rows: walked.append(len(rows)))
+    ours = GradientBoosting(**PARAMS).fit(X, y)
+    assert_same(ours, HistGradientBoostingClassifier(**PARAMS).fit(X, y), unseen)
+    assert walked == []  # scikit-learn's own path answered every call

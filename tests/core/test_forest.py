@@ -60,3 +60,13 @@ def test_unfitted_or_misshapen_input_is_refused_like_scikit_learns(data) -> None
     model = RandomForest(n_estimators=5, random_state=0).fit(X, y)
     with pytest.raises(ValueError, match="6 features"):
         model.predict_proba(X[:, :4])
+
+
+def test_renamed_scikit_learn_internals_fall_back_to_scikit_learns_path(data, monkeypatch) -> None:
+    X, y, unseen = data
+    ours = RandomForest(n_estimators=15, random_state=2).fit(X, y)
+    theirs = RandomForestClassifier(n_estimators=15, random_state=2).fit(X, y)
+    monkeypatch.setattr(forest, "PRIVATE_NAMES", (*forest.PRIVATE_NAMES, "_renamed_in_a_new_release"))
+    monkeypatch.setattr(RandomForest, "_summed", lambda self, block: pytest.fail("the direct sum ran"))
+    for rows in (unseen[:1], unseen[:500]):
+        assert np.array_equal(ours.predict_proba(rows), theirs.predict_proba(rows))
