@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 
 Source = Literal["snapshot", "skyserver"]
+# galaxy monitor: 0 pass, 1 a metric left its range, 3 the batch could not be judged
+MONITOR_EXIT_CODES = {"breach": 1, "insufficient": 3}
 SettingsOption = Annotated[
     Path | None,
     typer.Option("--settings", help="settings YAML file (default: settings.yaml, or $GALAXY_SETTINGS_FILE)"),
@@ -182,8 +184,10 @@ def monitor(
         typer.echo(f"  {check.metric:>20}: {value:>8}  {check.range:<14} {check.status}")
     typer.echo(f"report: {result.report_dir}")
     typer.echo(f"mlflow run: {result.run_id}")
-    if result.status == "breach":
-        raise typer.Exit(code=1)
+    if result.delivery is not None and not result.delivery.delivered:
+        typer.echo(f"alert: NOT delivered ({result.delivery.channel}: {result.delivery.detail})")
+    if result.status in MONITOR_EXIT_CODES:
+        raise typer.Exit(code=MONITOR_EXIT_CODES[result.status])
 
 
 @app.command()

@@ -11,6 +11,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from galaxy_morphology.core.metric_names import CONFUSION_KEYS
 from galaxy_morphology.core.schema import CLASSES, LABEL_ELLIPTICAL, LABEL_SPIRAL
 
 THRESHOLD = 0.5
@@ -56,13 +57,8 @@ def confusion_counts(y_true: np.ndarray, p_elliptical: np.ndarray) -> dict[str, 
     """Confusion matrix with elliptical as the positive class."""
     truth = to_binary(y_true)
     predicted = (np.asarray(p_elliptical) >= THRESHOLD).astype(int)
-    tn, fp, fn, tp = confusion_matrix(truth, predicted, labels=[0, 1]).ravel()
-    return {
-        "true_spiral_predicted_spiral": int(tn),
-        "true_spiral_predicted_elliptical": int(fp),
-        "true_elliptical_predicted_spiral": int(fn),
-        "true_elliptical_predicted_elliptical": int(tp),
-    }
+    counts = confusion_matrix(truth, predicted, labels=[0, 1]).ravel()  # tn, fp, fn, tp
+    return {key: int(count) for key, count in zip(CONFUSION_KEYS, counts, strict=True)}
 
 
 def report_text(y_true: np.ndarray, p_elliptical: np.ndarray) -> str:

@@ -9,13 +9,14 @@ sources; unknown keys and wrong types are refused with a message naming the key.
 
 from __future__ import annotations
 
+import difflib
 import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +24,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 from pydantic_settings import SettingsError as SourceError
+
+from galaxy_morphology.core.metric_names import monitored_names
 
 SETTINGS_FILE_ENV = "GALAXY_SETTINGS_FILE"
 DEFAULT_SETTINGS_FILE = Path("settings.yaml")
@@ -168,6 +171,18 @@ class MonitoringSettings(_Section):
         description="environment variable holding a webhook URL, used when the block is absent",
     )
     reports_dir: Path = Path("reports")
+
+    @field_validator("ranges")
+    @classmethod
+    def _ranges_name_computed_metrics(cls, ranges: dict[str, MetricRange]) -> dict[str, MetricRange]:
+        """A misspelt name would be a check that never runs: refuse it, naming the closest."""
+        known = monitored_names()
+        for name in ranges:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ValueError(f"'{name}' is not a metric the monitoring computes{hint}")
+        return ranges
 
 
 class ReviewSettings(_Section):

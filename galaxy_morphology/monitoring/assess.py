@@ -16,6 +16,7 @@ from galaxy_morphology.monitoring.batch import Batch, batch_values, evidently_re
 from galaxy_morphology.monitoring.ranges import (
     FAIL,
     INSUFFICIENT,
+    NOT_COMPUTED,
     PASS,
     Check,
     breaches,
@@ -57,7 +58,10 @@ def assess(
         snapshot, evidently_values = evidently_report(current, reference)
         values.update(evidently_values)
     checks = check_ranges(values, settings.ranges, insufficient=too_small is not None)
-    status = INSUFFICIENT if too_small else (BREACH if breaches(checks) else PASS)
+    uncomputed = [check.metric for check in checks if check.status == NOT_COMPUTED]
+    if uncomputed and not too_small:
+        too_small = f"could not compute {', '.join(uncomputed)}: a check that cannot run is never a pass"
+    status = BREACH if breaches(checks) else (INSUFFICIENT if too_small else PASS)
     return Assessment(status, checks, values, too_small, snapshot, reference_source)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_morphology.core import prepare
+from galaxy_morphology.core.metric_names import EVIDENTLY_NAMES
 from galaxy_morphology.core.metrics import classification_metrics, confusion_counts
 from galaxy_morphology.core.prepare import LABEL, SchemaError
 from galaxy_morphology.core.schema import CLASSES, FEATURE_COLUMNS, FLAGS, LABEL_ELLIPTICAL
@@ -131,14 +132,9 @@ def evidently_report(current: pd.DataFrame, reference: pd.DataFrame | None) -> t
     return snapshot, snapshot_values(snapshot.dict())
 
 
-_EVIDENTLY_SCALARS = {
-    "Accuracy": "accuracy",
-    "Precision": "precision",
-    "Recall": "recall",
-    "F1Score": "f1",
-    "RocAuc": "roc_auc",
-    "LogLoss": "log_loss",
-}
+_EVIDENTLY_SCALARS = dict(
+    zip(("Accuracy", "Precision", "Recall", "F1Score", "RocAuc", "LogLoss"), EVIDENTLY_NAMES, strict=True)
+)
 
 
 def snapshot_values(snapshot: dict[str, Any]) -> dict[str, float]:

@@ -48,7 +48,8 @@ def check_ranges(
     """One check per configured range, in the settings' order.
 
     An insufficient batch is never judged (status ``insufficient``); a metric that was not
-    computed (absent or NaN) is reported as ``not computed``, never as a breach.
+    computed (absent or NaN) is reported as ``not computed``: never a breach, and never a
+    pass either (``monitoring/assess.py`` then calls the batch insufficient).
     """
     checks = []
     for metric, allowed in ranges.items():

@@ -203,12 +203,17 @@ def write_monitoring_report(
 def alert_breaches(
     assessment: Assessment, model: ResolvedModel, batch_path: str, location: str, settings: MonitoringSettings
 ) -> alerts.Delivery:
+    """Breach events once, then one notification; a channel that keeps failing is reported, not raised."""
     emit_breach_events(assessment.breached, model, location)
-    return notify(
-        assessment.breached,
-        model,
-        batch_path,
-        location,
-        settings.notification_block,
-        settings.webhook_url_env,
-    )
+    try:
+        return notify(
+            assessment.breached,
+            model,
+            batch_path,
+            location,
+            settings.notification_block,
+            settings.webhook_url_env,
+        )
+    except httpx.HTTPError as error:
+        run_logger().error("breach notification NOT delivered: %s", error)
+        return alerts.Delivery(f"webhook:{settings.webhook_url_env}", False, f"not delivered: {error}")

@@ -197,3 +197,12 @@ def test_default_settings_file_may_be_absent(tmp_path: Path, monkeypatch: pytest
     settings = load_settings()
     assert settings.split.seed == 42
     assert settings.skyserver.base_url is None
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"), [("f1_marco", "did you mean 'f1_macro'"), ("recal_elliptical", "'recall_elliptical'")]
+)
+def test_a_misspelt_range_name_is_refused(tmp_path: Path, name: str, hint: str) -> None:
+    path = write_yaml(tmp_path, f"monitoring:\n  ranges:\n    {name}: {{min: 0.9}}\n")
+    with pytest.raises(SettingsError, match=rf"monitoring\.ranges: .*'{name}' is not a metric .*{hint}"):
+        load_settings(path=path)

@@ -22,7 +22,7 @@ BLOCK_ENV = "GALAXY_MONITORING__NOTIFICATION_BLOCK"
 class Receiver:
     """An HTTP server on 127.0.0.1 (port 0) that keeps the JSON body of every POST."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int = 200) -> None:
         self.bodies: list[dict] = []
         bodies = self.bodies
 
@@ -30,7 +30,7 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 bodies.append(json.loads(self.rfile.read(length) or b"{}"))
-                self.send_response(200)
+                self.send_response(status)
                 self.end_headers()
                 self.wfile.write(b"ok")
 
@@ -280,3 +280,42 @@ def test_without_a_reference_artifact_the_training_snapshot_is_rebuilt(
     result = monitoring_flow(batch_path=str(write_snapshot(healthy(seed=11), champion / "healthy-2.csv")))
     assert result.reference.startswith("snapshot:")
     assert result.status == "pass" and webhook_only.bodies == []
+
+
+def test_a_failing_webhook_is_retried_reported_and_never_doubles_the_events(
+    champion: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from galaxy_morphology.cli import app
+
+    broken = Receiver(status=500)
+    monkeypatch.setenv(BLOCK_ENV, "no-such-monitoring-block")
+    monkeypatch.setenv(WEBHOOK_ENV, broken.url)
+    events: list[str] = []
+    monkeypatch.setattr(
+        "galaxy_morphology.monitoring.alerts.emit_breaches",
+        lambda breached, *args: events.extend(check.metric for check in breached) or len(breached),
+    )
+    try:
+        path = write_snapshot(degraded(seed=21), champion / "degraded-500.csv")
+        result = CliRunner().invoke(app, ["monitor", "--batch", str(path)])
+    finally:
+        broken.close()
+    assert result.exit_code == 1, result.output
+    assert "status: breach" in result.output
+    assert "alert: NOT delivered (webhook:GALAXY_ALERT_WEBHOOK_URL: not delivered:" in result.output
+    assert len(broken.bodies) == 3  # the first attempt and two retries
+    assert sorted(events) == sorted(set(events)) and events  # each breach emitted exactly once
+
+
+def test_cli_exits_3_when_the_batch_cannot_be_judged(champion: Path, webhook_only: Receiver) -> None:
+    from typer.testing import CliRunner
+
+    from galaxy_morphology.cli import app
+
+    path = write_snapshot(raw_frame(8, 8, 0, seed=22), champion / "too-small.csv")
+    result = CliRunner().invoke(app, ["monitor", "--batch", str(path)])
+    assert result.exit_code == 3, result.output
+    assert "status: insufficient" in result.output
+    assert webhook_only.bodies == []

@@ -138,3 +138,40 @@ def test_no_channel_only_warns(monkeypatch: pytest.MonkeyPatch, caplog: pytest.L
             "s", "b", {}, None, "GALAXY_TEST_NO_SUCH_URL", logging.getLogger("t")
         )
     assert not delivery.delivered and "NOT notified" in caplog.text
+
+
+def scored(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """``frame`` with a label and a noisy but good p_elliptical (what the flow scores)."""
+    labelled = prepare_batch(frame, "batch").labelled
+    truth = (labelled["label"] == "elliptical").to_numpy()
+    noise = np.random.default_rng(seed).uniform(0, 0.4, len(truth))
+    proba = np.where(truth, 1 - noise, noise)
+    predictions = pd.DataFrame(
+        {"label": np.where(proba >= 0.5, "elliptical", "spiral"), "p_elliptical": proba}
+    )
+    return scored_frame(labelled, predictions)
+
+
+def test_every_value_a_batch_yields_is_a_known_range_name() -> None:
+    from galaxy_morphology.core.metric_names import monitored_names
+
+    current, reference = scored(raw_frame(30, 30, 0, seed=3), 3), scored(raw_frame(30, 30, 0, seed=4), 4)
+    values = batch_values(current["label"].to_numpy(), current["p_elliptical"].to_numpy())
+    values.update(evidently_report(current, reference)[1])
+    assert set(values) == set(monitored_names())
+
+
+def test_a_check_that_cannot_be_computed_makes_the_batch_insufficient_never_a_pass() -> None:
+    from galaxy_morphology.core.settings import MonitoringSettings
+    from galaxy_morphology.monitoring.assess import assess
+
+    frame = raw_frame(40, 40, 0, seed=5)
+    batch = prepare_batch(frame, "batch")
+    settings = MonitoringSettings(
+        ranges={"f1_macro": MetricRange(min=0.5), "drift_share": MetricRange(max=0.5)}
+    )
+    judged = assess(batch, scored(frame, 5), None, "none", settings)  # no training reference: no drift
+    assert {c.metric: c.status for c in judged.checks} == {"f1_macro": "pass", "drift_share": "not computed"}
+    assert judged.status == "insufficient"
+    assert judged.insufficient is not None and "could not compute drift_share" in judged.insufficient
+    assert not judged.breached
