@@ -6,7 +6,7 @@ does not take over gets ``challenger``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 CHALLENGER = "challenger"
 
@@ -52,3 +52,20 @@ def decide(
         f"({gain:+.4f}, margin {margin:g}): champion kept"
     )
     return GateDecision(CHALLENGER, reason, new_score, champion_score, champion_version, margin)
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """How a run is judged: the margin to beat, and whether it may take the alias at all."""
+
+    margin: float
+    promote: bool = True  # False for the review: only a maintainer moves the alias then
+
+    def decide(
+        self, new_score: float, champion_score: float | None, champion_version: str | None, alias: str
+    ) -> GateDecision:
+        decision = decide(new_score, champion_score, champion_version, self.margin, alias)
+        if not self.promote and decision.alias != CHALLENGER:
+            reason = f"{decision.reason}; review: awaits a maintainer"
+            return replace(decision, alias=CHALLENGER, reason=reason)
+        return decision

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from galaxy_morphology.core.gate import CHALLENGER, GateDecision, decide
+from galaxy_morphology.core.gate import GateDecision, GateRule
 from galaxy_morphology.core.markdown import training_markdown
 from galaxy_morphology.core.prepare import PreparedData
 from galaxy_morphology.core.settings import Settings, load_settings
@@ -18,10 +18,9 @@ from galaxy_morphology.flows.data import prepare_data
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.registry import Registry
 from galaxy_morphology.tasks.tracking import (
+    gate_and_register,
     log_evaluation,
     log_family_runs,
-    register_model,
-    score_in_service,
     start_training_run,
 )
 from galaxy_morphology.tasks.train import evaluate, importances, refit, tune_families
@@ -63,20 +62,6 @@ def run_parameters(settings: Settings, budget: SearchBudget, quick: bool) -> dic
     }
 
 
-def gate(
-    settings: Settings, registry: Registry, prepared: PreparedData, score: float, promote: bool
-) -> GateDecision:
-    """The gate's decision against the model in service; the review (``promote=False``) never promotes."""
-    in_service = score_in_service(registry, prepared.split.test)
-    version, f1 = (None, None) if in_service is None else (in_service[0].version, in_service[1]["f1_macro"])
-    decision = decide(score, f1, version, settings.training.gate_margin, registry.alias)
-    if not promote and decision.alias != CHALLENGER:
-        decision = replace(
-            decision, alias=CHALLENGER, reason=f"{decision.reason}; review: awaits a maintainer"
-        )
-    return decision
-
-
 def run_training(settings: Settings, quick: bool, promote: bool = True) -> TrainingSummary:
     """The data steps, then the training steps (shared with the retraining review).
 
@@ -99,9 +84,9 @@ def train_on(settings: Settings, prepared: PreparedData, quick: bool, promote: b
         evaluation = evaluate(model, parts.test)
         ranked = importances(model, parts.test, options.permutation_repeats, budget.seed)
         log_evaluation(tracking, run_id, winner.family, evaluation, ranked)
-        decision = gate(settings, registry, prepared, evaluation.metrics["f1_macro"], promote)
+        rule = GateRule(options.gate_margin, promote)
         tags = {"galaxy.family": winner.family, "galaxy.data.digest": prepared.digest}
-        version = register_model(registry, run_id, model, parts.test.head(5), decision, tags)
+        decision, version = gate_and_register(registry, run_id, model, parts.test, evaluation, rule, tags)
     except BaseException as error:
         tracking.end_run(run_id, error)
         raise

@@ -19,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import skops.io
+from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
@@ -34,6 +35,9 @@ MODEL_DESCRIPTION = (
     "Input: raw catalogue columns; output: label and p_elliptical per row."
 )
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE")
+REGISTRATION_TAG = "galaxy.registration"
+INCOMPLETE = "incomplete"
+COMPLETE = "complete"
 
 
 class RegistryError(RuntimeError):
@@ -183,23 +187,48 @@ class Registry:
         tags: Mapping[str, str],
         alias: str,
     ) -> str:
-        """Log the pyfunc to ``run_id``, register it, tag it, then give it ``alias``.
+        """Log the pyfunc to ``run_id``, register it with all its tags, then give it ``alias``.
 
-        A failure after the version exists deletes that version again, so nothing is left
-        half-registered, and the alias only ever moves as the last step.
+        The version is created with every tag at once, marked incomplete until the alias has
+        moved (the last step). A failure in between deletes the version again; a killed
+        process leaves an incomplete version that the next registration removes
+        (``remove_incomplete``), so no half-registered version stays in the registry.
         """
-        with tempfile.TemporaryDirectory() as folder, mlflow.start_run(run_id=run_id):
-            info = log_pyfunc(pipeline, example, python_model, Path(folder))
-        version = mlflow.register_model(info.model_uri, self.name)
+        with tempfile.TemporaryDirectory() as folder:
+            mlflow.start_run(run_id=run_id)
+            try:
+                info = log_pyfunc(pipeline, example, python_model, Path(folder))
+            finally:
+                # leave the run open: the training flow ends it with its true final state
+                mlflow.end_run(status=RunStatus.to_string(RunStatus.RUNNING))
+        version = mlflow.register_model(
+            info.model_uri, self.name, tags={**tags, REGISTRATION_TAG: INCOMPLETE}
+        )
         try:
             self.client.update_registered_model(self.name, description=MODEL_DESCRIPTION)
-            for key, value in tags.items():
-                self.client.set_model_version_tag(self.name, version.version, key, value)
             self.client.set_registered_model_alias(self.name, alias, version.version)
+            self.client.set_model_version_tag(self.name, version.version, REGISTRATION_TAG, COMPLETE)
         except BaseException:
             self.client.delete_model_version(self.name, version.version)
             raise
         return str(version.version)
+
+    def remove_incomplete(self) -> list[str]:
+        """Versions a killed registration left behind: deleted, or completed if their alias moved.
+
+        Call it only while holding the registry lock (no registration is in progress then).
+        """
+        removed = []
+        found = self.client.search_model_versions(f"name = '{self.name}'")
+        for version in found:
+            if version.tags.get(REGISTRATION_TAG) != INCOMPLETE:
+                continue
+            if version.aliases:  # the alias moved: only the final tag is missing
+                self.client.set_model_version_tag(self.name, version.version, REGISTRATION_TAG, COMPLETE)
+            else:
+                self.client.delete_model_version(self.name, version.version)
+                removed.append(str(version.version))
+        return removed
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.name, alias, version)

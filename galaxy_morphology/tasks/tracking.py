@@ -1,7 +1,7 @@
 """Training-run tasks on MLflow: the parent run, one child run per family, evaluation, the gate.
 
 None of these tasks retries: each creates or changes tracking state, and a second attempt
-would make a second run or a second version. Reads (``score-in-service``) retry.
+would make a second run or a second version.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
 from galaxy_morphology.core import plots
-from galaxy_morphology.core.gate import GateDecision
+from galaxy_morphology.core.gate import GateDecision, GateRule
 from galaxy_morphology.core.metrics import classification_metrics
 from galaxy_morphology.core.prepare import LABEL, PreparedData
 from galaxy_morphology.core.schema import FEATURE_COLUMNS
 from galaxy_morphology.core.training import Evaluation, FamilyResult
+from galaxy_morphology.io.locks import exclusive, lock_name
+from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.registry import Registry, ResolvedModel
 from galaxy_morphology.io.tracking import Tracking
 from galaxy_morphology.serving.pyfunc import MODEL_CODE
@@ -124,31 +126,37 @@ def log_evaluation(
         tracking.log_folder(run_id, out, "evaluation")
 
 
-@task(name="score-in-service", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def score_in_service(registry: Registry, test: pd.DataFrame) -> tuple[ResolvedModel, dict[str, float]] | None:
-    """The model in service re-scored on this run's test split (same rows as the new model)."""
-    resolved = registry.in_service()
-    if resolved is None:
-        return None
-    return resolved, score_version(registry, resolved, test)
-
-
 def score_version(registry: Registry, resolved: ResolvedModel, labelled: pd.DataFrame) -> dict[str, float]:
     """Every classification metric of one model on labelled rows."""
     predicted = registry.score(resolved, labelled)
     return classification_metrics(labelled[LABEL].to_numpy(), predicted["p_elliptical"].to_numpy())
 
 
-@task(name="register-model", cache_policy=NO_CACHE)
-def register_model(
+@task(name="gate-and-register", cache_policy=NO_CACHE)
+def gate_and_register(
     registry: Registry,
     run_id: str,
     pipeline: Pipeline,
-    example: pd.DataFrame,
-    decision: GateDecision,
-    extra_tags: dict[str, str],
-) -> str:
-    """Log and register a new version, tag it with the gate's decision, then set its alias."""
-    return registry.register(
-        run_id, pipeline, example, MODEL_CODE, {**decision.tags(), **extra_tags}, decision.alias
-    )
+    test: pd.DataFrame,
+    evaluation: Evaluation,
+    rule: GateRule,
+    tags: dict[str, str],
+) -> tuple[GateDecision, str]:
+    """Judge the new model against the one in service and register it, all under the registry lock.
+
+    The model in service is re-scored on this run's test split inside the lock, so a training
+    that finished a moment earlier and took the alias is the one compared with; nothing is
+    retried here (a second attempt would register a second version).
+    """
+    with exclusive(lock_name(registry.name)):
+        removed = registry.remove_incomplete()
+        if removed:
+            run_logger().warning("removed version(s) %s left incomplete by a killed run", ", ".join(removed))
+        in_service = registry.in_service()
+        champion = None if in_service is None else score_version(registry, in_service, test)["f1_macro"]
+        version_before = None if in_service is None else in_service.version
+        decision = rule.decide(evaluation.metrics["f1_macro"], champion, version_before, registry.alias)
+        version = registry.register(
+            run_id, pipeline, test.head(5), MODEL_CODE, {**decision.tags(), **tags}, decision.alias
+        )
+    return decision, version
