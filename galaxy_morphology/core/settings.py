@@ -10,15 +10,29 @@ sources; unknown keys and wrong types are refused with a message naming the key.
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -35,6 +49,39 @@ class SettingsError(ValueError):
     """Settings could not be loaded; the message names every offending key."""
 
 
+def _not_a_boolean(value: Any) -> Any:
+    """YAML's ``true`` would otherwise become the number 1 (``port: true`` as port 1)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "not_a_number", "expected a number, got a boolean ({value})", {"value": value}
+        )
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+Float = Annotated[float, BeforeValidator(_not_a_boolean)]
+HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?$|^[0-9A-Fa-f:.]+$|^\[[0-9A-Fa-f:.]+\]$")
+TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_tracking_uri(uri: str) -> str:
+    """A URI MLflow can track into, or ``ValueError`` saying what forms are accepted."""
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+", 1)[0]
+    usable = scheme in TRACKING_SCHEMES and (
+        (scheme == "sqlite" and uri.startswith("sqlite:///") and len(uri) > len("sqlite:///"))
+        or (scheme == "file" and bool(parsed.path))
+        or (scheme == "databricks")
+        or (scheme not in ("sqlite", "file", "databricks") and bool(parsed.hostname))
+    )
+    if not usable:
+        raise ValueError(
+            f"{uri!r} is not a tracking URI MLflow can use (sqlite:///path.db, http(s)://host:port, "
+            "postgresql://user:password@host:port/db, file:///folder)"
+        )
+    return uri
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -46,20 +93,20 @@ class DataSettings(_Section):
 
 
 class SkyServerSettings(_Section):
-    release: int = Field(17, ge=1, le=20, description="SDSS data release (DR number)")
-    page_size: int = Field(50_000, ge=1, le=500_000)
-    max_rows: int | None = Field(None, ge=1, description="stop after this many rows")
-    retries: int = Field(4, ge=0, le=20)
-    backoff_seconds: float = Field(2.0, ge=0)
-    timeout_seconds: float = Field(300.0, gt=0)
+    release: Int = Field(17, ge=1, le=20, description="SDSS data release (DR number)")
+    page_size: Int = Field(50_000, ge=1, le=500_000)
+    max_rows: Int | None = Field(None, ge=1, description="stop after this many rows")
+    retries: Int = Field(4, ge=0, le=20)
+    backoff_seconds: Float = Field(2.0, ge=0)
+    timeout_seconds: Float = Field(300.0, gt=0)
     base_url: str | None = Field(None, description="SkyServer base URL; None keeps astroquery's")
 
 
 class SplitSettings(_Section):
-    train: float = Field(0.8, gt=0, lt=1)
-    validation: float = Field(0.1, gt=0, lt=1)
-    test: float = Field(0.1, gt=0, lt=1)
-    seed: int = 42
+    train: Float = Field(0.8, gt=0, lt=1)
+    validation: Float = Field(0.1, gt=0, lt=1)
+    test: Float = Field(0.1, gt=0, lt=1)
+    seed: Int = 42
 
     @model_validator(mode="after")
     def _fractions_sum_to_one(self) -> SplitSettings:
@@ -71,7 +118,7 @@ class SplitSettings(_Section):
 
 class LabelSettings(_Section):
     rule: Literal["gz1_flags", "debiased_fraction"] = "gz1_flags"
-    threshold: float = Field(0.8, gt=0.5, le=1.0, description="for rule debiased_fraction")
+    threshold: Float = Field(0.8, gt=0.5, le=1.0, description="for rule debiased_fraction")
 
 
 Family = Literal["knn", "decision_tree", "random_forest", "hist_gradient_boosting", "logistic"]
@@ -79,19 +126,37 @@ FAMILY_NAMES: tuple[Family, ...] = get_args(Family)
 
 
 class TrainingSettings(_Section):
-    families: list[Family] = Field(default_factory=lambda: list(FAMILY_NAMES))
+    @field_validator("families", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
+        return value
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _joblib_workers(cls, n_jobs: int) -> int:
+        if n_jobs == 0:
+            raise ValueError("0 workers cannot run anything: use -1 (every core) or a positive number")
+        return n_jobs
+
+    # NoDecode: GALAXY_TRAINING__FAMILIES=knn,logistic is a list, not JSON to parse
+    families: Annotated[list[Family], NoDecode] = Field(
+        default_factory=lambda: list(FAMILY_NAMES), min_length=1
+    )
     ensemble: bool = Field(True, description="also try a soft vote of the tuned families")
     search: Literal["random", "halving"] = "random"
-    n_iter: int = Field(30, ge=1)
-    cv_folds: int = Field(10, ge=2)
-    n_jobs: int = -1
-    halving_factor: int = Field(3, ge=2)
-    quick_n_iter: int = Field(3, ge=1)
-    quick_cv_folds: int = Field(3, ge=2)
-    gate_margin: float = Field(0.0, ge=0, le=1, description="macro F1 a challenger must gain")
-    permutation_repeats: int = Field(5, ge=1)
+    n_iter: Int = Field(30, ge=1)
+    cv_folds: Int = Field(10, ge=2)
+    n_jobs: Int = Field(-1, ge=-64, le=512, description="joblib workers: -1 every core, n > 0 that many")
+    halving_factor: Int = Field(3, ge=2)
+    quick_n_iter: Int = Field(3, ge=1)
+    quick_cv_folds: Int = Field(3, ge=2)
+    gate_margin: Float = Field(0.0, ge=0, le=1, description="macro F1 a challenger must gain")
+    permutation_repeats: Int = Field(5, ge=1)
     dask_address: str | None = Field(None, description="Dask scheduler for the searches")
-    max_predict_ms: float | None = Field(
+    max_predict_ms: Float | None = Field(
         None,
         gt=0,
         description="only a family whose pipeline predicts one record within this many ms "
@@ -100,7 +165,7 @@ class TrainingSettings(_Section):
 
 
 class MlflowSettings(_Section):
-    tracking_uri: str = "sqlite:///mlflow.db"
+    tracking_uri: Annotated[str, AfterValidator(check_tracking_uri)] = "sqlite:///mlflow.db"
     artifact_root: Path = Path("mlartifacts")
     experiment: str = "galaxy-morphology"
     monitoring_experiment: str = "galaxy-morphology-monitoring"
@@ -115,21 +180,28 @@ class MlflowSettings(_Section):
 
 class ServingSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(5001, ge=1, le=65535)
-    workers: int = Field(1, ge=1)
+    port: Int = Field(5001, ge=1, le=65535)
+    workers: Int = Field(1, ge=1, le=64)
     # OpenMP and BLAS threads per worker: one record gains nothing from more, and with
     # several workers or concurrent requests more threads only fight over the cores
-    threads: int = Field(1, ge=1)
+    threads: Int = Field(1, ge=1, le=256)
+
+    @field_validator("host")
+    @classmethod
+    def _host_name_or_address(cls, host: str) -> str:
+        if not HOST.match(host):
+            raise ValueError(f"expected a host name or an IP address, got {host!r}")
+        return host
 
 
 class ClassifySettings(_Section):
-    chunk_rows: int = Field(100_000, ge=1)
+    chunk_rows: Int = Field(100_000, ge=1, le=10_000_000, description="rows per chunk (memory grows with it)")
     output_dir: Path = Path("outputs")
 
 
 class MetricRange(_Section):
-    min: float | None = None
-    max: float | None = None
+    min: Float | None = None
+    max: Float | None = None
 
     @model_validator(mode="after")
     def _has_a_bound(self) -> MetricRange:
@@ -161,8 +233,8 @@ class MonitoringSettings(_Section):
             "drift_share": MetricRange(max=0.5),
         }
     )
-    min_rows: int = Field(50, ge=1)
-    min_per_class: int = Field(10, ge=1)
+    min_rows: Int = Field(50, ge=1)
+    min_per_class: Int = Field(10, ge=1)
     notification_block: str | None = Field(
         "galaxy-monitoring-alerts", description="name of a Prefect notification block"
     )
@@ -186,8 +258,8 @@ class MonitoringSettings(_Section):
 
 
 class ReviewSettings(_Section):
-    max_age_days: int = Field(365, ge=1)
-    decision_timeout_seconds: int = Field(7 * 24 * 3600, ge=1)
+    max_age_days: Int = Field(365, ge=1)
+    decision_timeout_seconds: Int = Field(7 * 24 * 3600, ge=1)
 
 
 class Settings(BaseSettings):
@@ -262,13 +334,9 @@ def load_settings(overrides: dict[str, Any] | None = None, path: Path | None = N
     if not source.exists() and (path is not None or SETTINGS_FILE_ENV in os.environ):
         raise SettingsError(f"settings file not found: {source}")
     _check_yaml(source)
-    unknown = _unknown_environment_sections()
-    if unknown:
-        sections = ", ".join(Settings.model_fields)
-        raise SettingsError(
-            "invalid settings (environment):\n"
-            + "\n".join(f"  {key}: unknown section (known: {sections})" for key in unknown)
-        )
+    problems = _environment_problems()
+    if problems:
+        raise SettingsError("invalid settings (environment):\n" + "\n".join(problems))
     environment_keys = sorted(
         key for key in os.environ if key.startswith("GALAXY_") and key != SETTINGS_FILE_ENV
     )
@@ -288,17 +356,34 @@ def load_settings(overrides: dict[str, Any] | None = None, path: Path | None = N
         _yaml_file.reset(token)
 
 
-def _unknown_environment_sections() -> list[str]:
-    """``GALAXY_<SECTION>__<KEY>`` variables naming no section: they would be silently ignored."""
+def _environment_problems() -> list[str]:
+    """Variables the settings would silently ignore, and an unusable ``MLFLOW_TRACKING_URI``.
+
+    ``GALAXY_<SECTION>__<KEY>`` naming no section, and ``GALAXY_SERVING_PORT`` (one underscore
+    where two are needed), would each leave a value the user set without effect.
+    """
     prefix = "GALAXY_"
     sections = {name.lower() for name in Settings.model_fields}
-    return sorted(
-        key
-        for key in os.environ
-        if key.upper().startswith(prefix)
-        and "__" in key
-        and key[len(prefix) :].split("__")[0].lower() not in sections
-    )
+    problems = []
+    for key in sorted(os.environ):
+        if not key.upper().startswith(prefix) or key == SETTINGS_FILE_ENV:
+            continue
+        rest = key[len(prefix) :]
+        if "__" in rest:
+            if rest.split("__")[0].lower() not in sections:
+                problems.append(f"  {key}: unknown section (known: {', '.join(Settings.model_fields)})")
+            continue
+        section = next((name for name in sections if rest.lower().startswith(f"{name}_")), None)
+        if section is not None:
+            fixed = f"{prefix}{section.upper()}__{rest[len(section) + 1 :]}"
+            problems.append(f"  {key}: not a settings variable (did you mean {fixed}?)")
+    tracking = os.environ.get("MLFLOW_TRACKING_URI")
+    if tracking:
+        try:
+            check_tracking_uri(tracking)
+        except ValueError as error:
+            problems.append(f"  MLFLOW_TRACKING_URI: {error}")
+    return problems
 
 
 def _prune(values: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,83 @@ def test_a_misspelt_range_name_is_refused(tmp_path: Path, name: str, hint: str) 
     path = write_yaml(tmp_path, f"monitoring:\n  ranges:\n    {name}: {{min: 0.9}}\n")
     with pytest.raises(SettingsError, match=rf"monitoring\.ranges: .*'{name}' is not a metric .*{hint}"):
         load_settings(path=path)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "message"),
+    [
+        ("serving:\n  port: true\n", "serving.port", "expected a number, got a boolean"),
+        ("training:\n  n_jobs: 0\n", "training.n_jobs", "0 workers cannot run anything"),
+        ("serving:\n  threads: 100000\n", "serving.threads", "less than or equal to 256"),
+        ("serving:\n  workers: 1000\n", "serving.workers", "less than or equal to 64"),
+        ("classify:\n  chunk_rows: 1.0e+15\n", "classify.chunk_rows", "less than or equal to 10000000"),
+        (
+            "serving:\n  host: '127.0.0.1; rm -rf /'\n",
+            "serving.host",
+            "expected a host name or an IP address",
+        ),
+        ("mlflow:\n  tracking_uri: sqlit:///mlflow.db\n", "mlflow.tracking_uri", "not a tracking URI MLflow"),
+        ("mlflow:\n  tracking_uri: http://\n", "mlflow.tracking_uri", "not a tracking URI MLflow"),
+        ("training:\n  families: []\n", "training.families", "at least 1 item"),
+    ],
+)
+def test_values_that_would_be_taken_silently_are_refused(
+    tmp_path: Path, text: str, key: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=rf"(?s){re.escape(key)}: .*{re.escape(message)}"):
+        load_settings(path=write_yaml(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "0.0.0.0", "::1", "[::1]", "localhost", "mlflow-server.internal"]
+)
+def test_host_names_and_addresses_are_accepted(tmp_path: Path, host: str) -> None:
+    assert load_settings(path=write_yaml(tmp_path, f"serving:\n  host: '{host}'\n")).serving.host == host
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["sqlite:///mlflow.db", "http://127.0.0.1:5000", "postgresql+psycopg://u:p@db:5432/mlflow", "file:///x"],
+)
+def test_tracking_uris_mlflow_can_use_are_accepted(tmp_path: Path, uri: str) -> None:
+    assert (
+        load_settings(path=write_yaml(tmp_path, f"mlflow:\n  tracking_uri: '{uri}'\n")).mlflow.tracking_uri
+        == uri
+    )
+
+
+def test_a_variable_with_one_underscore_too_few_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GALAXY_SERVING_PORT", "6001")
+    with pytest.raises(
+        SettingsError, match=r"GALAXY_SERVING_PORT: not a settings variable .*GALAXY_SERVING__PORT"
+    ):
+        load_settings(path=write_yaml(tmp_path, "{}\n"))
+
+
+def test_a_bogus_mlflow_tracking_uri_variable_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "mysterious-store")
+    with pytest.raises(SettingsError, match=r"MLFLOW_TRACKING_URI: 'mysterious-store' is not a tracking URI"):
+        load_settings(path=write_yaml(tmp_path, "{}\n"))
+
+
+@pytest.mark.parametrize(
+    ("value", "families"),
+    [("knn", ["knn"]), ("knn, logistic", ["knn", "logistic"]), ('["knn","logistic"]', ["knn", "logistic"])],
+)
+def test_families_from_the_environment_as_a_name_or_a_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, families: list[str]
+) -> None:
+    monkeypatch.setenv("GALAXY_TRAINING__FAMILIES", value)
+    assert load_settings(path=write_yaml(tmp_path, "{}\n")).training.families == families
+
+
+def test_an_unknown_family_from_the_environment_names_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GALAXY_TRAINING__FAMILIES", "knn,xgboost")
+    with pytest.raises(SettingsError, match=r"training\.families\.1: Input should be 'knn'"):
+        load_settings(path=write_yaml(tmp_path, "{}\n"))
