@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -32,9 +33,33 @@ SnapshotOption = Annotated[
 ]
 
 
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+
 @app.callback()
 def main() -> None:
     """galaxy-morphology pipeline commands."""
+    # Ctrl-C and `kill` (SIGTERM) unwind the command instead of ending it on the spot: its
+    # flow run and MLflow run are marked as not finished, and the temporary Prefect server
+    # and the search workers stop with it
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, _interrupt)
+    # before Prefect is imported: the temporary server's usage reports only print errors
+    # here (no network), and its start-up needs more than 20 s on a busy machine
+    for name, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second signal ends the command at once
+    typer.echo(
+        f"interrupted ({signal.Signals(signum).name}): stopping, runs are marked as not finished", err=True
+    )
+    raise SystemExit(INTERRUPTED)
 
 
 def _use_settings_file(path: Path | None) -> None:

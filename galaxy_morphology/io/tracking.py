@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+from prefect.exceptions import ExternalSignal
 
 # MLflow caps a batch at 1000 metrics and 100 params
 _METRICS_PER_BATCH = 1000
@@ -68,8 +69,8 @@ class Tracking:
         """FINISHED, or FAILED after an error, or KILLED after an interruption."""
         if error is None:
             status = RunStatus.FINISHED
-        elif isinstance(error, KeyboardInterrupt | SystemExit):
-            status = RunStatus.KILLED
+        elif isinstance(error, KeyboardInterrupt | SystemExit | ExternalSignal):
+            status = RunStatus.KILLED  # Ctrl-C, `kill`: Prefect turns SIGTERM into TerminationSignal
         else:
             status = RunStatus.FAILED
         self.client.set_terminated(run_id, RunStatus.to_string(status))
