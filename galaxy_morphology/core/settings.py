@@ -359,8 +359,9 @@ def load_settings(overrides: dict[str, Any] | None = None, path: Path | None = N
 def _environment_problems() -> list[str]:
     """Variables the settings would silently ignore, and an unusable ``MLFLOW_TRACKING_URI``.
 
-    ``GALAXY_<SECTION>__<KEY>`` naming no section, and ``GALAXY_SERVING_PORT`` (one underscore
-    where two are needed), would each leave a value the user set without effect.
+    ``GALAXY_<SECTION>__<KEY>`` naming no section, and ``GALAXY_SERVING_PORT`` (a settings key
+    with one underscore where two are needed), would each leave a value without effect.
+    Other ``GALAXY_`` variables (``GALAXY_HOME``, ``GALAXY_DATA_DIR``) are not settings.
     """
     prefix = "GALAXY_"
     sections = {name.lower() for name in Settings.model_fields}
@@ -373,10 +374,11 @@ def _environment_problems() -> list[str]:
             if rest.split("__")[0].lower() not in sections:
                 problems.append(f"  {key}: unknown section (known: {', '.join(Settings.model_fields)})")
             continue
-        section = next((name for name in sections if rest.lower().startswith(f"{name}_")), None)
-        if section is not None:
-            fixed = f"{prefix}{section.upper()}__{rest[len(section) + 1 :]}"
-            problems.append(f"  {key}: not a settings variable (did you mean {fixed}?)")
+        for section, field in Settings.model_fields.items():
+            keys = getattr(field.annotation, "model_fields", {})
+            if rest.lower() in {f"{section}_{name}" for name in keys}:
+                fixed = f"{prefix}{section.upper()}__{rest[len(section) + 1 :]}"
+                problems.append(f"  {key}: not a settings variable (did you mean {fixed}?)")
     tracking = os.environ.get("MLFLOW_TRACKING_URI")
     if tracking:
         try:

@@ -287,3 +287,11 @@ def test_an_unknown_family_from_the_environment_names_the_key(
     monkeypatch.setenv("GALAXY_TRAINING__FAMILIES", "knn,xgboost")
     with pytest.raises(SettingsError, match=r"training\.families\.1: Input should be 'knn'"):
         load_settings(path=write_yaml(tmp_path, "{}\n"))
+
+
+@pytest.mark.parametrize("name", ["GALAXY_DATA_DIR", "GALAXY_HOME", "GALAXY_IMAGE_TAG", "GALAXY_BIND_ADDR"])
+def test_project_variables_that_are_not_settings_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "anything")
+    assert load_settings(path=write_yaml(tmp_path, "{}\n")).serving.port == 5001
