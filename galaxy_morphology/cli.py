@@ -99,6 +99,10 @@ def _fail(error: Exception) -> None:
 def ingest(
     source: SourceOption = None,
     snapshot: SnapshotOption = None,
+    max_rows: Annotated[
+        int | None,
+        typer.Option("--max-rows", min=1, help="SkyServer: fetch only the first N rows (a quick try)"),
+    ] = None,
     settings: SettingsOption = None,
 ) -> None:
     """Run the data flow: ingest -> validate -> clean -> label -> split, printing row counts."""
@@ -106,7 +110,9 @@ def ingest(
 
     _use_settings_file(settings)
     try:
-        prepared = data_flow(source=_check_source(source), snapshot=str(snapshot) if snapshot else None)
+        prepared = data_flow(
+            source=_check_source(source), snapshot=str(snapshot) if snapshot else None, max_rows=max_rows
+        )
     except user_errors() as error:
         _fail(error)
         return
@@ -177,8 +183,9 @@ def monitor(
     batch: Annotated[
         Path | None, typer.Option("--batch", help="labelled batch: CSV, CSV.gz or Parquet")
     ] = None,
-    after_objid: Annotated[
-        int | None, typer.Option("--skyserver-after", help="SkyServer window: rows with objid above this")
+    after_specobjid: Annotated[
+        int | None,
+        typer.Option("--skyserver-after", help="SkyServer window: rows with specobjid above this"),
     ] = None,
     rows: Annotated[
         int | None, typer.Option("--skyserver-rows", min=1, help="SkyServer window: number of rows")
@@ -196,7 +203,10 @@ def monitor(
     _use_settings_file(settings)
     try:
         result = monitoring_flow(
-            batch_path=str(batch) if batch else None, model_uri=model_uri, after_objid=after_objid, rows=rows
+            batch_path=str(batch) if batch else None,
+            model_uri=model_uri,
+            after_specobjid=after_specobjid,
+            rows=rows,
         )
     except user_errors() as error:
         _fail(error)

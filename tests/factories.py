@@ -93,3 +93,20 @@ def write_snapshot(frame: pd.DataFrame, path: Path, columns: Sequence[str] | Non
     else:
         table.to_csv(path, index=False)
     return path
+
+
+def with_profiles(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """``frame`` with SkyServer's five profile columns, ellipticals more concentrated and deV-like."""
+    rng = np.random.default_rng(seed)
+    n = len(frame)
+    bulge = frame["elliptical"].to_numpy() == 1
+    frac_dev = np.clip(np.where(bulge, 0.85, 0.25) + rng.normal(0.0, 0.1, n), 0.0, 1.0)
+    petro_r50 = rng.uniform(1.5, 5.0, n)
+    ln_exp = -rng.uniform(100.0, 3000.0, n)
+    return frame.assign(
+        fracDeV_r=frac_dev,
+        petroR50_r=petro_r50,
+        petroR90_r=petro_r50 * (2.2 + frac_dev + rng.normal(0.0, 0.1, n)),
+        lnLDeV_r=ln_exp + (frac_dev - 0.5) * rng.uniform(50.0, 500.0, n),
+        lnLExp_r=ln_exp,
+    )

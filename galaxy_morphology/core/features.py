@@ -1,16 +1,22 @@
 """The feature step: catalogue columns in, physically motivated morphology features out.
 
 Pure numpy: colours, sizes, shapes, concentration and surface-brightness proxies, and
-luminosity-based quantities from a low-redshift distance approximation.
+luminosity-based quantities from a low-redshift distance approximation. When the training
+table has SkyServer's profile columns, also the profile features (Banerji et al. 2010).
+
+The step records at ``fit`` which raw columns it was given (``feature_names_in_``): that is
+the model's input, read through :func:`input_columns` by the signature, serving and classify.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from galaxy_morphology.core.schema import FEATURE_COLUMNS, PROFILE_COLUMNS, SchemaError, model_columns
 
 SPEED_OF_LIGHT_KM_S = 299_792.458
 HUBBLE_CONSTANT = 70.0  # km/s/Mpc
@@ -39,12 +45,29 @@ FEATURE_NAMES: tuple[str, ...] = (
     "stellar_mass",
     "log_mass_to_light_r",
 )
+# from PROFILE_COLUMNS: the deV weight, the concentration petroR90/petroR50 (about 2.3 for
+# discs, above 2.6 for ellipticals) and the deV-minus-exp log-likelihood, signed-log scaled
+# (its range is thousands; positive favours a bulge profile)
+PROFILE_FEATURE_NAMES: tuple[str, ...] = ("fracDeV_r", "concentration_r", "lnL_dev_minus_exp_r")
 
 
 def luminosity_distance_mpc(redshift: np.ndarray) -> np.ndarray:
     """Second-order expansion of the luminosity distance: about 1% accurate for z < 0.3."""
     z = np.clip(redshift, MIN_REDSHIFT, None)
     return SPEED_OF_LIGHT_KM_S * z / HUBBLE_CONSTANT * (1.0 + 0.5 * (1.0 - DECELERATION_Q0) * z)
+
+
+def profile_features(frame: pd.DataFrame) -> np.ndarray:
+    """Compute ``PROFILE_FEATURE_NAMES`` from ``PROFILE_COLUMNS``."""
+    get = {name: frame[name].to_numpy(dtype="float64") for name in PROFILE_COLUMNS}
+    difference = get["lnLDeV_r"] - get["lnLExp_r"]
+    return np.column_stack(
+        (
+            get["fracDeV_r"],
+            get["petroR90_r"] / get["petroR50_r"],
+            np.sign(difference) * np.log1p(np.abs(difference)),
+        )
+    )
 
 
 def catalogue_features(frame: pd.DataFrame) -> np.ndarray:
@@ -82,19 +105,36 @@ def catalogue_features(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack(columns)
 
 
+def _missing(columns: tuple[str, ...], frame: pd.DataFrame) -> None:
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise SchemaError(f"missing feature column(s): {missing}")
+
+
 class CatalogueFeatures(TransformerMixin, BaseEstimator):
-    """Scikit-learn step wrapping :func:`catalogue_features` (stateless)."""
+    """Scikit-learn step wrapping :func:`catalogue_features` (and :func:`profile_features`
+    when it was fitted on a table with the profile columns)."""
 
     def fit(self, X: pd.DataFrame, y: object = None) -> CatalogueFeatures:
-        missing = [name for name in FEATURE_COLUMNS if name not in X.columns]
-        if missing:
-            raise ValueError(f"missing feature column(s): {missing}")
-        self.n_features_in_ = len(FEATURE_COLUMNS)
-        self.feature_names_in_ = np.asarray(FEATURE_COLUMNS, dtype=object)
+        _missing(FEATURE_COLUMNS, X)
+        columns = model_columns(X.columns)
+        self.n_features_in_ = len(columns)
+        self.feature_names_in_ = np.asarray(columns, dtype=object)
         return self
 
+    def _profiles(self) -> bool:
+        return len(self.feature_names_in_) > len(FEATURE_COLUMNS)
+
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        return catalogue_features(X)
+        _missing(tuple(self.feature_names_in_), X)
+        features = catalogue_features(X)
+        return np.hstack((features, profile_features(X))) if self._profiles() else features
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        return np.asarray(FEATURE_NAMES, dtype=object)
+        profile = PROFILE_FEATURE_NAMES if self._profiles() else ()
+        return np.asarray((*FEATURE_NAMES, *profile), dtype=object)
+
+
+def input_columns(model: Any) -> tuple[str, ...]:
+    """The raw columns a fitted pipeline (or its feature step) takes, in order."""
+    return tuple(str(name) for name in model.feature_names_in_)

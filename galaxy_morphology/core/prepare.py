@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,13 +19,20 @@ from galaxy_morphology.core.schema import (
     AXIS_RATIOS,
     BY_NAME,
     COLUMN_NAMES,
+    FALLBACK_ALIASES,
     FEATURE_COLUMNS,
     FLAGS,
+    KNOWN_NAMES,
     LABEL_ELLIPTICAL,
     LABEL_SPIRAL,
     MAGNITUDES,
+    OBJID,
+    OPTIONAL_NAMES,
     RADII,
+    ROW_KEY,
     SENTINEL,
+    SchemaError,
+    model_columns,
 )
 
 LABEL = "label"
@@ -44,10 +51,6 @@ DROP_REASONS: tuple[str, ...] = (
 )
 
 
-class SchemaError(ValueError):
-    """The table cannot be used as it is; the message names the column and the problem."""
-
-
 def canonicalize(frame: pd.DataFrame, required: Sequence[str] = COLUMN_NAMES) -> pd.DataFrame:
     """Rename known aliases to canonical names and check the required columns exist."""
     renames: dict[str, str] = {}
@@ -55,10 +58,13 @@ def canonicalize(frame: pd.DataFrame, required: Sequence[str] = COLUMN_NAMES) ->
         key = str(column)
         target = ALIASES.get(key.lower())
         if target is None:
-            target = next((name for name in COLUMN_NAMES if name.lower() == key.lower()), None)
+            target = next((name for name in KNOWN_NAMES if name.lower() == key.lower()), None)
         if target is not None and target != key:
             renames[key] = target
     renamed = frame.rename(columns=renames)
+    for alias, target in FALLBACK_ALIASES.items():
+        if target not in renamed.columns and alias in renamed.columns:
+            renamed = renamed.rename(columns={alias: target})
     duplicated = renamed.columns[renamed.columns.duplicated()].tolist()
     if duplicated:
         raise SchemaError(f"columns map to the same canonical name: {sorted(set(duplicated))}")
@@ -70,7 +76,7 @@ def canonicalize(frame: pd.DataFrame, required: Sequence[str] = COLUMN_NAMES) ->
 
 def _missing_message(missing: Iterable[str], present: Iterable[str]) -> str:
     # only a column that is not itself canonical can be a misnamed one
-    present = [str(column) for column in present if str(column) not in COLUMN_NAMES]
+    present = [str(column) for column in present if str(column) not in KNOWN_NAMES]
     parts = []
     for name in missing:
         close = difflib.get_close_matches(name, present, n=1, cutoff=0.6)
@@ -189,15 +195,22 @@ def check_rows(frame: pd.DataFrame, columns: Sequence[str], check_flags: bool) -
 
 
 def validate_raw(frame: pd.DataFrame) -> pd.DataFrame:
-    """Canonical names, required columns, numeric types. Raises ``SchemaError``."""
+    """Canonical names, required columns, numeric types. Raises ``SchemaError``.
+
+    The optional columns (``specobjid``, ``dr7objid``, the profile columns) are kept when
+    present; the profile columns only all together.
+    """
     if frame.empty:
         raise SchemaError("the table has no rows")
-    return coerce_types(canonicalize(frame))[list(COLUMN_NAMES)]
+    canonical = canonicalize(frame)
+    model_columns(canonical.columns)
+    columns = [*COLUMN_NAMES, *(name for name in OPTIONAL_NAMES if name in canonical.columns)]
+    return coerce_types(canonical, columns)[columns]
 
 
 def clean(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     """Drop unusable rows; return the kept rows and the number dropped per reason."""
-    numeric = [name for name in COLUMN_NAMES if name not in FLAGS and name != "objid"]
+    numeric = [name for name in frame.columns if name in BY_NAME and BY_NAME[name].kind in ("float", "count")]
     verdict = check_rows(frame, numeric, check_flags=True)
     return frame[verdict.ok].reset_index(drop=True), verdict.counts()
 
@@ -229,25 +242,35 @@ class Split:
 
 
 def split(labelled: pd.DataFrame, train: float, validation: float, test: float, seed: int) -> Split:
-    """Stratified train/validation/test split, deterministic for the same input and seed."""
+    """Stratified train/validation/test split, deterministic for the same input and seed.
+
+    Rows of one photometric object stay on one side: SkyServer rows (those with a
+    ``specobjid``) are split by ``objid``, since two GZ1 rows can share one object and its
+    photometry. The snapshot's ids are rounded, not a key: its rows are split one by one.
+    """
     counts = labelled[LABEL].value_counts()
     if len(counts) < 2:
         raise SchemaError(f"label: need both classes to split, found {counts.to_dict()}")
     if counts.min() < 3:
         raise SchemaError(f"label: need at least 3 rows per class to split, found {counts.to_dict()}")
     ordered = labelled.sort_values(list(labelled.columns), kind="mergesort").reset_index(drop=True)
+    grouped = ROW_KEY in ordered.columns
+    second = ordered[OBJID].duplicated() if grouped else pd.Series(False, index=ordered.index)
+    heads = ordered[~second]  # one row per object: what is split, stratified by its label
     # whole row counts: a fraction of the remainder (validation / (train + validation)) rounds up
     # in scikit-learn and moves a row from train to validation (300 rows gave 239/31/30)
-    n_test = max(len(counts), round(len(ordered) * test))
-    n_validation = max(len(counts), round(len(ordered) * validation))
-    rest, test_part = train_test_split(ordered, test_size=n_test, stratify=ordered[LABEL], random_state=seed)
+    n_test = max(len(counts), round(len(heads) * test))
+    n_validation = max(len(counts), round(len(heads) * validation))
+    rest, test_part = train_test_split(heads, test_size=n_test, stratify=heads[LABEL], random_state=seed)
     train_part, validation_part = train_test_split(
         rest, test_size=n_validation, stratify=rest[LABEL], random_state=seed
     )
+    others = ordered[second]  # the second GZ1 row of an object joins the first one's side
     parts = {
-        "train": train_part.reset_index(drop=True),
-        "validation": validation_part.reset_index(drop=True),
-        "test": test_part.reset_index(drop=True),
+        name: (
+            pd.concat([part, others[others[OBJID].isin(part[OBJID])]]) if len(others) else part
+        ).reset_index(drop=True)
+        for name, part in (("train", train_part), ("validation", validation_part), ("test", test_part))
     }
     return Split(**parts, sizes={name: len(part) for name, part in parts.items()})
 
@@ -276,9 +299,12 @@ def prepared_counts(
     labelled: pd.DataFrame,
     unlabelled: pd.DataFrame,
     parts: Split,
+    source_stages: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
-    """Rows after each step, labelled rows per class, and the split sizes."""
+    """The source's own stages (SkyServer's joins), rows after each step, labelled rows per
+    class, and the split sizes."""
     return {
+        **(source_stages or {}),
         **step_counts(raw_rows, kept, dropped, labelled, unlabelled),
         **{f"labelled_{name}": int(n) for name, n in labelled[LABEL].value_counts().items()},
         **parts.sizes,
@@ -304,15 +330,18 @@ class PreparedData:
     digest: str
 
 
-def model_input(frame: pd.DataFrame, max_listed: int = 5) -> pd.DataFrame:
-    """Check rows sent for scoring; raise ``SchemaError`` naming each bad field, else return them."""
+def model_input(
+    frame: pd.DataFrame, columns: Sequence[str] = FEATURE_COLUMNS, max_listed: int = 5
+) -> pd.DataFrame:
+    """Check rows sent for scoring a model that takes ``columns``; raise ``SchemaError`` naming
+    each bad field, else return them."""
     if len(frame) == 0:
         raise SchemaError("no records: send at least one row")
-    typed = coerce_types(canonicalize(frame, FEATURE_COLUMNS), FEATURE_COLUMNS)
-    verdict = check_rows(typed, FEATURE_COLUMNS, check_flags=False)
+    typed = coerce_types(canonicalize(frame, columns), columns)
+    verdict = check_rows(typed, columns, check_flags=False)
     if not verdict.ok.all():
         bad = verdict.detail[~verdict.ok]
         listed = "; ".join(f"row {row}: {message}" for row, message in bad.head(max_listed).items())
         more = f" (and {len(bad) - max_listed} more)" if len(bad) > max_listed else ""
         raise SchemaError(f"{len(bad)} invalid row(s): {listed}{more}")
-    return typed[list(FEATURE_COLUMNS)]
+    return typed[list(columns)]

@@ -6,10 +6,15 @@ step, the model's input signature and the scoring server's validation.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
 ColumnKind = Literal["id", "float", "count", "flag"]
+
+
+class SchemaError(ValueError):
+    """The table cannot be used as it is; the message names the column and the problem."""
 
 
 @dataclass(frozen=True)
@@ -25,11 +30,16 @@ class Column:
 SENTINEL = -9999.0
 MAGNITUDES = ("mag_u", "mag_g", "mag_r", "mag_i", "mag_z")
 AXIS_RATIOS = ("deVAB_r", "expAB_r")
-RADII = ("deVRad_r", "expRad_r")
+RADII = ("deVRad_r", "expRad_r", "petroR50_r", "petroR90_r")
 FLAGS = ("spiral", "elliptical", "uncertain")
+# the r-band luminosity-profile columns SkyServer gives and the shared snapshot lacks: a table
+# has all of them or none (core/features.py derives concentration and a likelihood ratio)
+PROFILE_COLUMNS = ("fracDeV_r", "petroR50_r", "petroR90_r", "lnLDeV_r", "lnLExp_r")
+OBJID = "objid"
+ROW_KEY = "specobjid"  # zooSpec's unique key: two GZ1 rows can share one objid
 
 COLUMNS: tuple[Column, ...] = (
-    Column("objid", "id", "SDSS photometric object id (PhotoObj.objID)"),
+    Column("objid", "id", "SDSS photometric object id (SkyServer: DR8 PhotoObj.objID, not unique)"),
     Column("ra", "float", "right ascension, degrees", 0.0, 360.0),
     Column("dec", "float", "declination, degrees", -90.0, 90.0),
     Column("redshift", "float", "spectroscopic redshift", -0.01, 7.0, feature=True),
@@ -47,15 +57,47 @@ COLUMNS: tuple[Column, ...] = (
     Column("uncertain", "flag", "GZ1 flag: uncertain"),
 )
 
-COLUMN_NAMES: tuple[str, ...] = tuple(column.name for column in COLUMNS)
+# Kept when a table has them (SkyServer rows), never required (the snapshot has none).
+OPTIONAL_COLUMNS: tuple[Column, ...] = (
+    Column(ROW_KEY, "id", "SDSS spectrum id (zooSpec.specobjid, DR8): the row key of SkyServer rows"),
+    Column("dr7objid", "id", "SDSS DR7 photometric object id of the GZ1 row (zooSpec.dr7objid)"),
+    Column("fracDeV_r", "float", "weight of the de Vaucouleurs component in the deV+exp fit", 0.0, 1.0),
+    Column("petroR50_r", "float", "radius holding 50% of the Petrosian flux, r band, arcsec", None, 300.0),
+    Column("petroR90_r", "float", "radius holding 90% of the Petrosian flux, r band, arcsec", None, 300.0),
+    Column("lnLDeV_r", "float", "de Vaucouleurs fit ln(likelihood), r band"),
+    Column("lnLExp_r", "float", "exponential fit ln(likelihood), r band"),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(column.name for column in COLUMNS)  # required
+OPTIONAL_NAMES: tuple[str, ...] = tuple(column.name for column in OPTIONAL_COLUMNS)
 FEATURE_COLUMNS: tuple[str, ...] = tuple(column.name for column in COLUMNS if column.feature)
-BY_NAME: dict[str, Column] = {column.name: column for column in COLUMNS}
+BY_NAME: dict[str, Column] = {column.name: column for column in (*COLUMNS, *OPTIONAL_COLUMNS)}
+
+KNOWN_NAMES: tuple[str, ...] = (*COLUMN_NAMES, *OPTIONAL_NAMES)
+
+
+def model_columns(columns: Iterable[str]) -> tuple[str, ...]:
+    """The raw columns a model trained on a table with ``columns`` takes.
+
+    ``FEATURE_COLUMNS``, plus ``PROFILE_COLUMNS`` when the table has them (SkyServer rows).
+    A table with only some of the profile columns is refused, naming the missing ones.
+    """
+    names = set(columns)
+    present = [name for name in PROFILE_COLUMNS if name in names]
+    if not present:
+        return FEATURE_COLUMNS
+    missing = [name for name in PROFILE_COLUMNS if name not in names]
+    if missing:
+        raise SchemaError(
+            f"profile columns come together: found {present}, missing {missing} (give all five or none)"
+        )
+    return (*FEATURE_COLUMNS, *PROFILE_COLUMNS)
+
 
 # Names other catalogues give to canonical columns (lower-cased on lookup).
 ALIASES: dict[str, str] = {
     "id": "objid",
     "objid": "objid",
-    "dr7objid": "objid",
     "specobjid_photo": "objid",
     "z": "redshift",
     "nvote": "votes",
@@ -64,6 +106,10 @@ ALIASES: dict[str, str] = {
     "logmass": "stellar_mass",
     "lgm_tot_p50": "stellar_mass",
 }
+
+# Names used for a canonical column only when the table has no column of that name already:
+# a catalogue keyed by DR7 ids may call its id dr7objid; SkyServer rows carry both ids.
+FALLBACK_ALIASES: dict[str, str] = {"dr7objid": "objid"}
 
 LABEL_ELLIPTICAL = "elliptical"
 LABEL_SPIRAL = "spiral"

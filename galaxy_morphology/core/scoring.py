@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -14,8 +16,9 @@ NOT_A_NUMBER = "not_a_number"
 INVALID_OBJID = "invalid_objid"
 
 
-def required_columns(only_unlabelled: bool) -> list[str]:
-    return [OBJID, *FEATURE_COLUMNS, *([UNCERTAIN] if only_unlabelled else [])]
+def required_columns(only_unlabelled: bool, columns: Sequence[str] = FEATURE_COLUMNS) -> list[str]:
+    """The id, the model's input ``columns`` and, for unlabelled rows, the flag."""
+    return [OBJID, *columns, *([UNCERTAIN] if only_unlabelled else [])]
 
 
 def parse_objid(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -37,14 +40,16 @@ def parse_objid(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return ids, ids.isna()
 
 
-def check_chunk(chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a chunk into scoreable rows (objid + features, float64) and rejects."""
+def check_chunk(
+    chunk: pd.DataFrame, columns: Sequence[str] = FEATURE_COLUMNS
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a chunk into scoreable rows (objid + the model's ``columns``, float64) and rejects."""
     chunk = chunk.reset_index(drop=True)
     reason = pd.Series("", index=chunk.index, dtype=object)
     detail = pd.Series("", index=chunk.index, dtype=object)
     ids, bad_ids = parse_objid(chunk[OBJID])
     features = pd.DataFrame(index=chunk.index)
-    for name in FEATURE_COLUMNS:
+    for name in columns:
         values = chunk[name]
         if pd.api.types.is_bool_dtype(values):
             values = values.astype("float64")
@@ -61,7 +66,7 @@ def check_chunk(chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     fresh = bad_ids & (reason == "")
     reason[fresh] = INVALID_OBJID
     detail[fresh] = [f"objid: not a whole number ({value!r})" for value in chunk.loc[fresh, OBJID]]
-    verdict = check_rows(features, FEATURE_COLUMNS, check_flags=False)
+    verdict = check_rows(features, columns, check_flags=False)
     fresh = (verdict.reason != "") & (reason == "")
     reason[fresh] = verdict.reason[fresh]
     detail[fresh] = verdict.detail[fresh]

@@ -96,9 +96,17 @@ class SkyServerSettings(_Section):
     release: Int = Field(17, ge=1, le=20, description="SDSS data release (DR number)")
     page_size: Int = Field(50_000, ge=1, le=500_000)
     max_rows: Int | None = Field(None, ge=1, description="stop after this many rows")
-    retries: Int = Field(4, ge=0, le=20)
-    backoff_seconds: Float = Field(2.0, ge=0)
-    timeout_seconds: Float = Field(300.0, gt=0)
+    retries: Int = Field(4, ge=0, le=20, description="retries of a page after a transient failure")
+    backoff_seconds: Float = Field(2.0, ge=0, description="first retry delay; doubles each retry")
+    timeout_seconds: Float = Field(
+        660.0,
+        ge=600,
+        description="client wait for an answer; SkyServer itself stops a query after 600 s, and a "
+        "shorter wait would cut a query still running and send it again",
+    )
+    min_interval_seconds: Float = Field(
+        1.5, ge=1.0, description="spacing of query starts; SkyServer allows 60 queries a minute"
+    )
     base_url: str | None = Field(None, description="SkyServer base URL; None keeps astroquery's")
 
 

@@ -25,10 +25,10 @@ from sklearn.model_selection import (
 from sklearn.pipeline import Pipeline
 
 from galaxy_morphology.core.families import FAMILIES, describe_space
-from galaxy_morphology.core.features import CatalogueFeatures
+from galaxy_morphology.core.features import CatalogueFeatures, input_columns
 from galaxy_morphology.core.metrics import classification_metrics, confusion_counts, report_text, to_binary
 from galaxy_morphology.core.prepare import LABEL
-from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from galaxy_morphology.core.schema import model_columns
 from galaxy_morphology.core.settings import SettingsError
 
 
@@ -71,7 +71,8 @@ class Evaluation:
 
 
 def features_and_target(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    return frame[list(FEATURE_COLUMNS)], to_binary(frame[LABEL].to_numpy())
+    """The raw model columns the table has (profile columns included) and the 0/1 target."""
+    return frame[list(model_columns(frame.columns))], to_binary(frame[LABEL].to_numpy())
 
 
 def make_search(family: str, budget: SearchBudget) -> RandomizedSearchCV | HalvingRandomSearchCV:
@@ -163,7 +164,7 @@ def soft_vote(results: list[FamilyResult], train: pd.DataFrame, budget: SearchBu
 
 
 def p_elliptical(model: Any, frame: pd.DataFrame) -> np.ndarray:
-    return model.predict_proba(frame[list(FEATURE_COLUMNS)])[:, 1]
+    return model.predict_proba(frame[list(input_columns(model))])[:, 1]
 
 
 def evaluate(model: Any, frame: pd.DataFrame) -> Evaluation:
@@ -195,7 +196,7 @@ def select_winner(results: list[FamilyResult], max_predict_ms: float | None = No
 
 def predict_ms(model: Pipeline, frame: pd.DataFrame, repeats: int = 31) -> float:
     """Median wall time, in ms, of ``predict_proba`` on one record (after one warm-up call)."""
-    record = frame[list(FEATURE_COLUMNS)].head(1)
+    record = frame[list(input_columns(model))].head(1)
     model.predict_proba(record)
     timings = []
     for _ in range(repeats):

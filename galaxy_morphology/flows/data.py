@@ -19,18 +19,20 @@ from galaxy_morphology.tasks.prepare import clean, label, split, validate
 def prepare_data(settings: Settings) -> PreparedData:
     """The data steps, callable from any flow."""
     log, data, fractions = run_logger(), settings.data, settings.split
+    stages: dict[str, int] = {}
     if data.source == "snapshot":
         source = f"snapshot:{Path(data.snapshot_path).resolve()}"
         raw: pd.DataFrame = ingest_snapshot(data.snapshot_path)
     else:
         request = SkyServerRequest.from_settings(settings)
         source = request.source()
-        raw = ingest_skyserver(request, data.cache_dir, settings.skyserver.base_url)
+        fetched = ingest_skyserver(request, data.cache_dir, settings.skyserver.base_url)
+        raw, stages = fetched.table, fetched.stages
     log.info("source %s: %d raw rows", source, len(raw))
     kept, dropped = clean(validate(raw))
     labelled, unlabelled = label(kept, settings.labels.rule, settings.labels.threshold)
     parts = split(labelled, fractions.train, fractions.validation, fractions.test, fractions.seed)
-    counts = prepared_counts(len(raw), kept, dropped, labelled, unlabelled, parts)
+    counts = prepared_counts(len(raw), kept, dropped, labelled, unlabelled, parts, stages)
     log.info("rows: %s", counts)
     return PreparedData(source, counts, dropped, parts, unlabelled, digest(labelled))
 
@@ -40,10 +42,11 @@ def data_flow(
     source: Literal["snapshot", "skyserver"] | None = None,
     snapshot: str | None = None,
     settings_file: str | None = None,
+    max_rows: int | None = None,
 ) -> PreparedData:
     """Ingest the GZ1 table and hand back a clean, labelled, split table."""
     settings = load_settings(
-        {"data": {"source": source, "snapshot_path": snapshot}},
+        {"data": {"source": source, "snapshot_path": snapshot}, "skyserver": {"max_rows": max_rows}},
         Path(settings_file) if settings_file else None,
     )
     return prepare_data(settings)

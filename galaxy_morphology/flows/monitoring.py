@@ -83,7 +83,7 @@ def _load(settings: Settings, batch_path: str | None, window: SkyServerRequest |
             window, settings.data.cache_dir, settings.skyserver.base_url, labels.rule, labels.threshold
         )
     if batch_path is None:
-        raise BatchError("give a batch file, or a SkyServer window (after_objid and rows)")
+        raise BatchError("give a batch file, or a SkyServer window (after_specobjid and rows)")
     return load_batch(batch_path, labels.rule, labels.threshold)
 
 
@@ -118,15 +118,15 @@ def monitoring_flow(
     batch_path: str | None = None,
     model_uri: str | None = None,
     settings_file: str | None = None,
-    after_objid: int | None = None,
+    after_specobjid: int | None = None,
     rows: int | None = None,
 ) -> MonitoringResult:
-    """Score a labelled batch (a file, or a SkyServer window of ``rows`` rows after ``after_objid``)
-    with the model in service, check metrics and drift, report and alert."""
+    """Score a labelled batch (a file, or a SkyServer window of ``rows`` rows after
+    ``after_specobjid``) with the model in service, check metrics and drift, report and alert."""
     settings = load_settings(None, Path(settings_file) if settings_file else None)
     window = None
-    if after_objid is not None or rows is not None:
-        if batch_path is not None or after_objid is None or rows is None:
-            raise BatchError("a SkyServer window needs after_objid and rows, and no batch_path")
-        window = SkyServerRequest.from_settings(settings).window(after_objid, rows)
+    if after_specobjid is not None or rows is not None:
+        if batch_path is not None or after_specobjid is None or rows is None:
+            raise BatchError("a SkyServer window needs after_specobjid and rows, and no batch_path")
+        window = SkyServerRequest.from_settings(settings).window(after_specobjid, rows)
     return run_monitoring(settings, batch_path, model_uri, window)

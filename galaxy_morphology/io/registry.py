@@ -24,8 +24,9 @@ from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
 from galaxy_morphology.core.families import TRUSTED_TYPES
+from galaxy_morphology.core.features import input_columns
 from galaxy_morphology.core.metrics import to_labels
-from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from galaxy_morphology.core.schema import FEATURE_COLUMNS, SchemaError
 from galaxy_morphology.core.settings import Settings
 from galaxy_morphology.io.tracking import Tracking
 
@@ -98,10 +99,24 @@ class Scorer(Protocol):
 class LoadedModel:
     model: Scorer
     resolved: ResolvedModel
+    # the raw columns the model takes: its signature's inputs, i.e. the columns it was trained on
+    input_columns: tuple[str, ...] = FEATURE_COLUMNS
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``label`` and ``p_elliptical`` for every row of ``frame`` (feature columns only)."""
-        return self.model.predict(frame[list(FEATURE_COLUMNS)].astype("float64"))
+        """``label`` and ``p_elliptical`` for every row of ``frame`` (the model's columns only)."""
+        missing = [name for name in self.input_columns if name not in frame.columns]
+        if missing:
+            raise SchemaError(
+                f"model {self.resolved.requested} takes column(s) {missing}, which the rows lack "
+                "(it was trained on a table that had them)"
+            )
+        return self.model.predict(frame[list(self.input_columns)].astype("float64"))
+
+
+def signature_columns(model: Any) -> tuple[str, ...]:
+    """The input columns in a loaded pyfunc's signature (``FEATURE_COLUMNS`` without one)."""
+    schema = model.metadata.get_input_schema()
+    return FEATURE_COLUMNS if schema is None else tuple(schema.input_names())
 
 
 class Registry:
@@ -171,7 +186,7 @@ class Registry:
             raise RegistryError(
                 f"cannot load model {resolved.requested} from {self.tracking.uri}: {error.message}"
             ) from None
-        return LoadedModel(model, resolved)
+        return LoadedModel(model, resolved, signature_columns(model))
 
     def score(self, resolved: ResolvedModel, frame: pd.DataFrame) -> pd.DataFrame:
         return self.load(resolved).score(frame)
@@ -257,7 +272,7 @@ def log_pyfunc(pipeline: Pipeline, example: pd.DataFrame, python_model: Path, fo
     """Log the pyfunc (code file, skops artifact, signature, input example) to the active run."""
     skops_path = folder / "pipeline.skops"
     dump_pipeline(pipeline, skops_path)
-    example = example[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
+    example = example[list(input_columns(pipeline))].astype("float64").reset_index(drop=True)
     proba = pipeline.predict_proba(example)[:, 1]
     output = pd.DataFrame({"label": to_labels(proba), "p_elliptical": np.asarray(proba, dtype="float64")})
     return mlflow.pyfunc.log_model(

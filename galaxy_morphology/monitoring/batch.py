@@ -14,7 +14,7 @@ from galaxy_morphology.core import prepare
 from galaxy_morphology.core.metric_names import EVIDENTLY_NAMES
 from galaxy_morphology.core.metrics import classification_metrics, confusion_counts
 from galaxy_morphology.core.prepare import LABEL, SchemaError
-from galaxy_morphology.core.schema import CLASSES, FEATURE_COLUMNS, FLAGS, LABEL_ELLIPTICAL
+from galaxy_morphology.core.schema import CLASSES, FEATURE_COLUMNS, FLAGS, LABEL_ELLIPTICAL, model_columns
 from galaxy_morphology.io.tables import TableError, read_table
 
 PREDICTION = "prediction"
@@ -161,4 +161,5 @@ def reference_from_table(raw: pd.DataFrame, rule: str, threshold: float, fractio
     kept, _ = prepare.clean(table)
     labelled, _ = prepare.label(kept, rule, threshold)
     parts = prepare.split(labelled, fractions.train, fractions.validation, fractions.test, fractions.seed)
-    return pd.concat([parts.train, parts.validation], ignore_index=True)[[*FEATURE_COLUMNS, LABEL]]
+    reference = pd.concat([parts.train, parts.validation], ignore_index=True)
+    return reference[[*model_columns(reference.columns), LABEL]]

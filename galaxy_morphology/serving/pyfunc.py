@@ -18,6 +18,7 @@ from mlflow.pyfunc import PythonModel
 
 from galaxy_morphology.core import prepare
 from galaxy_morphology.core.families import TRUSTED_TYPES
+from galaxy_morphology.core.features import input_columns
 from galaxy_morphology.core.metrics import to_labels
 from galaxy_morphology.core.prepare import SchemaError
 
@@ -29,17 +30,18 @@ MODEL_CODE = Path(__file__).with_name("model_code.py")
 class GalaxyMorphologyModel(PythonModel):
     def load_context(self, context: Any) -> None:
         self.pipeline = skops.io.load(context.artifacts[PIPELINE_ARTIFACT], trusted=TRUSTED_TYPES)
+        self.columns = input_columns(self.pipeline)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         try:
-            features = _checked(model_input)
+            features = _checked(model_input, self.columns)
         except SchemaError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
         proba = self.pipeline.predict_proba(features)[:, 1]
         return pd.DataFrame({"label": to_labels(proba), "p_elliptical": proba})
 
 
-def _checked(frame: pd.DataFrame) -> pd.DataFrame:
+def _checked(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise SchemaError(f"expected a table of catalogue columns, got {type(frame).__name__}")
-    return prepare.model_input(frame)
+    return prepare.model_input(frame, columns)

@@ -108,7 +108,10 @@ def classify_file(
     if Path(input_path).resolve() in (output_path.resolve(), rejects_path.resolve()):
         raise ClassifyError(f"output {output_path} would overwrite the input")
     chunks = read_chunks(
-        Path(input_path), chunk_rows, required_columns(only_unlabelled), text_columns=[OBJID]
+        Path(input_path),
+        chunk_rows,
+        required_columns(only_unlabelled, model.input_columns),
+        text_columns=[OBJID],
     )
     try:  # header problems surface here, before any file is created
         first = next(chunks, None)
@@ -131,7 +134,7 @@ def classify_file(
                 kept = keep_unlabelled(chunk)
                 counts.skipped += len(chunk) - len(kept)
                 chunk = kept
-            good, bad = check_chunk(chunk)
+            good, bad = check_chunk(chunk, model.input_columns)
             if len(good):
                 predictions.write_table(predictions_table(good, model.score(good), model))
             if len(bad):

@@ -14,11 +14,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from galaxy_morphology.core.prepare import LABEL
-from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from galaxy_morphology.core.schema import model_columns
 from galaxy_morphology.core.settings import MonitoringSettings, Settings
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.registry import Registry, ResolvedModel
-from galaxy_morphology.io.skyserver import SkyServerRequest, astroquery_fetch
+from galaxy_morphology.io.skyserver import SkyServerRequest
 from galaxy_morphology.monitoring import alerts
 from galaxy_morphology.monitoring.assess import Assessment, assess, report_document, run_metrics, run_tags
 from galaxy_morphology.monitoring.batch import (
@@ -30,7 +30,7 @@ from galaxy_morphology.monitoring.batch import (
 )
 from galaxy_morphology.monitoring.ranges import Check
 from galaxy_morphology.monitoring.report import alert_text, report_folder, write_report
-from galaxy_morphology.tasks.ingest import fetch_skyserver, read_snapshot
+from galaxy_morphology.tasks.ingest import ingest_skyserver, read_snapshot
 
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 
@@ -39,11 +39,10 @@ REFERENCE_ARTIFACT = "reference/reference.parquet"
 def load_skyserver_batch(
     request: SkyServerRequest, cache_dir: Path, base_url: str | None, rule: str, threshold: float
 ) -> Batch:
-    """A SkyServer query window (rows after an objid, at most ``max_rows``) as a labelled batch."""
-    fetch = astroquery_fetch(request.release, request.timeout_seconds, base_url)
-    raw, _ = fetch_skyserver(request, cache_dir, fetch)
-    name = f"skyserver:DR{request.release}:objid>{request.after_objid}:rows<={request.max_rows}"
-    batch = prepare_batch(raw, name, rule, threshold)
+    """A SkyServer query window (rows after a specobjid, at most ``max_rows``) as a labelled batch."""
+    fetched = ingest_skyserver(request, cache_dir, base_url)
+    name = f"skyserver:DR{request.release}:specobjid>{request.after_specobjid}:rows<={request.max_rows}"
+    batch = prepare_batch(fetched.table, name, rule, threshold)
     run_logger().info("batch %s: %s, per class %s", name, batch.counts, batch.per_class)
     return batch
 
@@ -92,7 +91,8 @@ def load_reference(
                 )
                 frame = pd.read_parquet(local)
             log.info("reference: %d rows from run %s artifact", len(frame), model.run_id)
-            return frame[[*FEATURE_COLUMNS, LABEL]], f"runs:/{model.run_id}/{REFERENCE_ARTIFACT}"
+            reference = frame[[*model_columns(frame.columns), LABEL]]
+            return reference, f"runs:/{model.run_id}/{REFERENCE_ARTIFACT}"
         except (MlflowException, OSError) as error:
             log.info("run %s has no %s (%s); re-deriving", model.run_id, REFERENCE_ARTIFACT, error)
         try:

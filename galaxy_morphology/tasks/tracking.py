@@ -20,7 +20,7 @@ from galaxy_morphology.core import plots
 from galaxy_morphology.core.gate import GateDecision, GateRule
 from galaxy_morphology.core.metrics import classification_metrics
 from galaxy_morphology.core.prepare import LABEL, PreparedData
-from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from galaxy_morphology.core.schema import model_columns
 from galaxy_morphology.core.training import Evaluation, FamilyResult
 from galaxy_morphology.io.locks import exclusive, lock_name
 from galaxy_morphology.io.logs import run_logger
@@ -64,7 +64,8 @@ def start_training_run(
     tracking.log_dataset(run_id, training, source, "gz1-train-validation", "training", LABEL)
     tracking.log_dataset(run_id, parts.test, source, "gz1-test", "test", LABEL)
     with tempfile.TemporaryDirectory() as folder:
-        training[[*FEATURE_COLUMNS, LABEL]].to_parquet(Path(folder) / "reference.parquet", index=False)
+        reference = training[[*model_columns(training.columns), LABEL]]
+        reference.to_parquet(Path(folder) / "reference.parquet", index=False)
         tracking.log_folder(run_id, Path(folder), "reference")
     return run_id
 

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from galaxy_morphology.core.features import (
     FEATURE_NAMES,
+    PROFILE_FEATURE_NAMES,
     CatalogueFeatures,
     catalogue_features,
+    input_columns,
     luminosity_distance_mpc,
 )
-from galaxy_morphology.core.schema import FEATURE_COLUMNS
+from galaxy_morphology.core.schema import FEATURE_COLUMNS, PROFILE_COLUMNS
 from tests.factories import raw_frame
 
 
@@ -54,3 +57,41 @@ def test_transformer_takes_raw_columns_and_ignores_labels_and_ids() -> None:
 def test_transformer_refuses_missing_feature_column() -> None:
     with pytest.raises(ValueError, match="stellar_mass"):
         CatalogueFeatures().fit(raw_frame(2, 2, 0).drop(columns=["stellar_mass"]))
+
+
+def profiled(frame: pd.DataFrame) -> pd.DataFrame:
+    n = len(frame)
+    return frame.assign(
+        fracDeV_r=np.linspace(0.0, 1.0, n),
+        petroR50_r=2.0,
+        petroR90_r=np.linspace(4.0, 6.5, n),
+        lnLDeV_r=np.linspace(-5000.0, -100.0, n),
+        lnLExp_r=-1000.0,
+    )
+
+
+def test_profile_features_when_the_table_has_the_profile_columns() -> None:
+    frame = profiled(raw_frame(3, 3, 0))
+    step = CatalogueFeatures().fit(frame)
+    assert input_columns(step) == (*FEATURE_COLUMNS, *PROFILE_COLUMNS)
+    assert list(step.get_feature_names_out()) == [*FEATURE_NAMES, *PROFILE_FEATURE_NAMES]
+    values = step.transform(frame)
+    column = {name: values[:, i] for i, name in enumerate(step.get_feature_names_out())}
+    np.testing.assert_allclose(column["concentration_r"], frame["petroR90_r"] / 2.0)
+    np.testing.assert_allclose(column["fracDeV_r"], frame["fracDeV_r"])
+    difference = frame["lnLDeV_r"] + 1000.0
+    np.testing.assert_allclose(
+        column["lnL_dev_minus_exp_r"], np.sign(difference) * np.log1p(np.abs(difference))
+    )
+    np.testing.assert_array_equal(values[:, : len(FEATURE_NAMES)], catalogue_features(frame))
+
+
+def test_the_step_takes_the_columns_it_was_fitted_on() -> None:
+    plain = CatalogueFeatures().fit(raw_frame(3, 3, 0))
+    assert input_columns(plain) == FEATURE_COLUMNS  # profile columns seen later are ignored
+    assert plain.transform(profiled(raw_frame(3, 3, 0))).shape == (6, len(FEATURE_NAMES))
+    with_profiles = CatalogueFeatures().fit(profiled(raw_frame(3, 3, 0)))
+    with pytest.raises(ValueError, match=r"missing feature column\(s\): \['fracDeV_r'\]"):
+        with_profiles.transform(profiled(raw_frame(3, 3, 0)).drop(columns=["fracDeV_r"]))
+    with pytest.raises(ValueError, match=r"profile columns come together: .*missing \['lnLExp_r'\]"):
+        CatalogueFeatures().fit(profiled(raw_frame(3, 3, 0)).drop(columns=["lnLExp_r"]))

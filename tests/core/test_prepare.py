@@ -17,7 +17,7 @@ from galaxy_morphology.core.prepare import (
     split,
     validate_raw,
 )
-from galaxy_morphology.core.schema import COLUMN_NAMES
+from galaxy_morphology.core.schema import COLUMN_NAMES, PROFILE_COLUMNS
 from tests.factories import catalogue, raw_frame, with_values
 
 # --------------------------------------------------------------------------- canonicalize
@@ -56,6 +56,53 @@ def test_canonicalize_two_columns_for_one_name(tiny_raw: pd.DataFrame) -> None:
     doubled = tiny_raw.assign(id=tiny_raw["objid"])
     with pytest.raises(SchemaError, match="same canonical name: \\['objid'\\]"):
         canonicalize(doubled)
+
+
+def test_dr7objid_is_the_id_only_when_there_is_no_objid(tiny_raw: pd.DataFrame) -> None:
+    only_dr7 = canonicalize(tiny_raw.rename(columns={"objid": "DR7OBJID"}))
+    assert list(only_dr7.columns) == list(COLUMN_NAMES)
+    both = canonicalize(tiny_raw.assign(dr7objid=tiny_raw["objid"] - 1))
+    assert both["objid"].tolist() == tiny_raw["objid"].tolist()
+    assert both["dr7objid"].tolist() == (tiny_raw["objid"] - 1).tolist()
+
+
+def skyserver_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """SkyServer's optional columns: the spectrum id and the five profile columns."""
+    n = len(frame)
+    return frame.assign(
+        specobjid=np.arange(n) + 299_489_952_322_315_264,
+        fracDeV_r=np.linspace(0.1, 0.9, n),
+        petroR50_r=2.0,
+        petroR90_r=5.0,
+        lnLDeV_r=-300.0,
+        lnLExp_r=-200.0,
+    )
+
+
+def test_validate_raw_keeps_optional_columns_and_refuses_some_profile_columns(tiny_raw: pd.DataFrame) -> None:
+    table = validate_raw(skyserver_rows(tiny_raw).rename(columns={"fracDeV_r": "FRACDEV_R"}))
+    assert list(table.columns) == [*COLUMN_NAMES, "specobjid", *PROFILE_COLUMNS]
+    assert table["specobjid"].dtype == "int64"
+    with pytest.raises(SchemaError) as error:
+        validate_raw(skyserver_rows(tiny_raw).drop(columns=["lnLExp_r", "petroR90_r"]))
+    assert "missing ['petroR90_r', 'lnLExp_r']" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"fracDeV_r": 1.2}, "out_of_physical_range"),
+        ({"petroR50_r": 0.0}, "non_positive_radius"),
+        ({"lnLDeV_r": -9999.0}, "sentinel_-9999"),
+        ({"petroR90_r": np.nan}, "missing_value"),
+    ],
+)
+def test_clean_checks_the_profile_columns(
+    tiny_raw: pd.DataFrame, values: dict[str, float], reason: str
+) -> None:
+    frame = validate_raw(with_values(skyserver_rows(tiny_raw), 2, **values))
+    kept, dropped = clean(frame)
+    assert len(kept) == len(frame) - 1 and dropped[reason] == 1
 
 
 # --------------------------------------------------------------------------- types
@@ -268,3 +315,26 @@ def test_split_needs_three_rows_per_class() -> None:
     few = pd.concat([spirals, labelled[labelled[LABEL] == "elliptical"].head(2)])
     with pytest.raises(SchemaError, match="at least 3 rows per class"):
         split(few, 0.8, 0.1, 0.1, seed=1)
+
+
+def test_split_keeps_the_rows_of_one_object_together() -> None:
+    """SkyServer rows (with a specobjid): two GZ1 rows of one objid land on one side."""
+    labelled = skyserver_rows(labelled_table(400))
+    first = np.arange(0, len(labelled) - 1, 3)  # each shares its objid with the row after it
+    labelled.loc[first + 1, "objid"] = labelled.loc[first, "objid"].to_numpy()
+    assert labelled["objid"].duplicated().sum() == 100
+    parts = split(labelled, 0.8, 0.1, 0.1, seed=42)
+    sides = {name: set(getattr(parts, name)["objid"]) for name in ("train", "validation", "test")}
+    assert not sides["train"] & sides["validation"] and not sides["train"] & sides["test"]
+    assert not sides["validation"] & sides["test"]
+    together = pd.concat([parts.train, parts.validation, parts.test])
+    assert sorted(together["specobjid"]) == sorted(labelled["specobjid"])  # no row lost or doubled
+    assert parts.sizes["test"] >= 20 and parts.sizes["validation"] >= 20  # 10% of 200 objects, 1-2 rows each
+
+
+def test_split_of_rows_without_specobjid_ignores_repeated_ids() -> None:
+    """The snapshot's ids are rounded, not a key: its rows are split one by one."""
+    labelled = labelled_table(400)
+    labelled["objid"] = labelled["objid"] // 10 * 10  # like the snapshot: many rows share an id
+    parts = split(labelled, 0.8, 0.1, 0.1, seed=42)
+    assert parts.sizes == {"train": 240, "validation": 30, "test": 30}

@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 
 from galaxy_morphology.core.prepare import DROP_REASONS, LABEL, SchemaError
+from galaxy_morphology.core.schema import PROFILE_COLUMNS
+from galaxy_morphology.core.stages import VIEW_REASONS
 from galaxy_morphology.flows.data import data_flow
 from tests.factories import catalogue, raw_frame, with_values, write_snapshot
+from tests.skyserver_tables import Quirks, build_tables
 from tests.standin_skyserver import running
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -91,13 +94,12 @@ def test_data_flow_from_skyserver_through_settings(tmp_path: Path) -> None:
     table = catalogue(230)
     with running(table) as server:
         settings = write_settings(
-            tmp_path,
-            f"skyserver:\n  base_url: {server.base_url}\n  page_size: 100\n  timeout_seconds: 5\n"
-            "  retries: 0\n",
+            tmp_path, f"skyserver:\n  base_url: {server.base_url}\n  page_size: 100\n  retries: 0\n"
         )
         prepared = data_flow(source="skyserver", settings_file=str(settings))
     assert prepared.source == "skyserver:DR17"
     assert len(server.page_requests()) == 3
+    assert prepared.counts["zoospec_rows"] == prepared.counts["specobj_rows"] == 230
     assert prepared.counts["raw"] == 230
     assert prepared.counts["clean"] == 230
     # catalogue(): per 4 rows, 2 spirals, 1 elliptical, 1 uncertain
@@ -105,6 +107,31 @@ def test_data_flow_from_skyserver_through_settings(tmp_path: Path) -> None:
     assert prepared.counts["labelled_elliptical"] == 58
     assert prepared.counts["unlabelled"] == 57
     assert (tmp_path / "cache" / "skyserver").is_dir()
+
+
+def test_skyserver_quirks_are_counted_per_stage_and_objids_stay_together(tmp_path: Path) -> None:
+    """zooSpec rows the views drop are counted by reason; two GZ1 rows of one object share a side."""
+    tables = build_tables(3000, seed=4, quirks=Quirks(duplicate_objid=0.2))  # 600 shared objids
+    with running(tables) as server:
+        settings = write_settings(tmp_path, f"skyserver:\n  base_url: {server.base_url}\n  page_size: 1000\n")
+        prepared = data_flow(source="skyserver", settings_file=str(settings))
+    counts = prepared.counts
+    assert counts["zoospec_rows"] == 3000 and counts["distinct_objids"] < 3000
+    view_drops = sum(counts[f"dropped_{reason}"] for reason in VIEW_REASONS)
+    assert view_drops > 0 and counts["raw"] == counts["specobj_rows"] == 3000 - view_drops
+    assert counts["raw"] == counts["clean"] + counts["dropped"]
+    assert prepared.dropped["sentinel_-9999"] > 0  # the -9999 stellar masses among them
+    parts = prepared.split
+    assert {"specobjid", *PROFILE_COLUMNS} <= set(parts.train.columns)
+    sides = pd.concat(
+        [
+            part[["objid"]].assign(side=name)
+            for name, part in (("train", parts.train), ("validation", parts.validation), ("test", parts.test))
+        ]
+    )
+    shared = sides[sides["objid"].duplicated(keep=False)]
+    assert shared["objid"].nunique() >= 30  # labelled pairs of one object made it through
+    assert (shared.groupby("objid")["side"].nunique() == 1).all()
 
 
 def test_data_flow_on_the_shared_snapshot(shared_snapshot: Path, tmp_path: Path) -> None:

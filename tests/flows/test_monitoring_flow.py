@@ -184,22 +184,21 @@ def test_degraded_batch_notifies_through_the_prefect_block(
 def test_skyserver_window_is_monitored_through_astroquery(
     champion: Path, webhook_only: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A window of the SkyServer table (rows after an objid) is a batch like a file."""
+    """A window of the SkyServer table (rows after a specobjid) is a batch like a file."""
     from galaxy_morphology.flows.monitoring import monitoring_flow
     from tests.standin_skyserver import running
 
-    table = degraded(seed=9)
-    after = int(table["objid"].sort_values().iloc[9])
     monkeypatch.setenv("GALAXY_DATA__CACHE_DIR", str(champion / "skyserver-cache"))
-    with running(table) as server:
+    with running(degraded(seed=9)) as server:
+        after = int(server.tables.zoo_spec["specobjid"].sort_values().iloc[9])
         monkeypatch.setenv("GALAXY_SKYSERVER__BASE_URL", server.base_url)
-        result = monitoring_flow(after_objid=after, rows=100)
+        result = monitoring_flow(after_specobjid=after, rows=100)
         sent = [entry.sql for entry in server.page_requests()]
     assert result.counts["raw"] == 100
-    assert sent and f"zs.objid > {after}" in sent[0]
+    assert sent and f"zs.specobjid > {after}" in sent[0]
     assert result.status == "breach"
     assert len(webhook_only.bodies) == 1
-    assert f"objid>{after}" in json.dumps(webhook_only.bodies[0])
+    assert f"specobjid>{after}" in json.dumps(webhook_only.bodies[0])
 
 
 def test_window_needs_both_bounds_and_no_file(champion: Path, webhook_only: Receiver) -> None:
@@ -207,8 +206,8 @@ def test_window_needs_both_bounds_and_no_file(champion: Path, webhook_only: Rece
     from galaxy_morphology.monitoring.batch import BatchError
 
     before = len(monitoring_runs())
-    with pytest.raises(BatchError, match="after_objid and rows"):
-        monitoring_flow(after_objid=5)
+    with pytest.raises(BatchError, match="after_specobjid and rows"):
+        monitoring_flow(after_specobjid=5)
     with pytest.raises(BatchError, match="batch file, or a SkyServer window"):
         monitoring_flow()
     assert len(monitoring_runs()) == before
