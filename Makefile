@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/bench_monitoring.py
 	$(BIN)/python bench/bench_dask.py
 	$(BIN)/python bench/bench_quality.py
+	$(BIN)/python bench/bench_skyserver_ingest.py
 
 clean:
 	rm -rf mlflow.db mlartifacts data outputs reports

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from galaxy_morphology.cli import app
 from galaxy_morphology.core.prepare import DROP_REASONS, LABEL, SchemaError
 from galaxy_morphology.core.schema import PROFILE_COLUMNS
 from galaxy_morphology.core.stages import VIEW_REASONS
@@ -149,3 +152,16 @@ def test_data_flow_on_the_shared_snapshot(shared_snapshot: Path, tmp_path: Path)
     assert sum(sizes.values()) == counts["labelled"]
     assert sizes["test"] == round(0.1 * counts["labelled"])
     assert sizes["validation"] == round(0.1 * counts["labelled"])
+
+
+def test_galaxy_ingest_from_skyserver_with_max_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with running(catalogue(230)) as server:
+        settings = write_settings(tmp_path, f"skyserver:\n  base_url: {server.base_url}\n  page_size: 100\n")
+        monkeypatch.setenv("GALAXY_SETTINGS_FILE", str(settings))  # --settings sets it; restored after
+        result = CliRunner().invoke(
+            app, ["ingest", "--source", "skyserver", "--max-rows", "120", "--settings", str(settings)]
+        )
+    assert result.exit_code == 0, result.output
+    assert "source: skyserver:DR17" in result.output
+    assert re.search(r"zoospec_rows: 120\n", result.output) and re.search(r" raw: 120\n", result.output)
+    assert [re.search(r"TOP (\d+)", entry.sql).group(1) for entry in server.page_requests()] == ["100", "20"]  # type: ignore[union-attr]
