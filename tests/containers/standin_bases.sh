@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Base images for the container tests when no container registry is reachable.
+#
+# The project's Dockerfiles and compose file start FROM python:3.11-slim, postgres:16 and
+# prefecthq/prefect:3.9.1-python3.11. For each of them this script keeps what the Docker engine
+# has or can pull; only when the image is absent and cannot be pulled does it build a stand-in
+# from Debian packages under the same tag, so the project's files are built exactly as a user
+# builds them:
+#
+#   galaxy-standin/bookworm-minbase      debootstrap --variant=minbase bookworm (intermediate)
+#   python:3.11-slim                     standin/python.Dockerfile: Python 3.11 venv first on PATH,
+#                                        and this machine's CA bundle for pip (stand-in only)
+#   postgres:16                          standin/postgres.Dockerfile: Debian's PostgreSQL 15
+#   prefecthq/prefect:3.9.1-python3.11   standin/prefect.Dockerfile: pip install prefect==3.9.1
+#
+# Every stand-in carries the label org.galaxy-morphology.standin=<hash of its inputs>. A tag with
+# a matching label is reused (a second run takes about a second); a stand-in with a different
+# hash is rebuilt; a tag without the label is a real image and is never replaced.
+#
+#   tests/containers/standin_bases.sh      needs root (debootstrap) when it has to build
+#
+# STANDIN_DEBIAN_MIRROR (default http://deb.debian.org/debian) and STANDIN_CA_BUNDLE (default
+# /etc/ssl/certs/ca-certificates.crt) change where packages come from and which CAs pip trusts.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+STANDIN=$HERE/standin
+LABEL=org.galaxy-morphology.standin
+MIRROR=${STANDIN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CA_BUNDLE=${STANDIN_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+SUITE=bookworm
+export DOCKER_BUILDKIT=0  # BuildKit would fetch its Dockerfile frontend from a registry
+
+MINBASE=galaxy-standin/bookworm-minbase
+PYTHON=python:3.11-slim
+POSTGRES=postgres:16
+PREFECT=prefecthq/prefect:3.9.1-python3.11
+
+log() { echo "standin: $*" >&2; }
+
+# sha256 of the given strings and files, in order
+digest() {
+  local item
+  for item in "$@"; do
+    if [ -f "$item" ]; then sha256sum <"$item"; else printf '%s\n' "$item"; fi
+  done | sha256sum | cut -c1-16
+}
+
+# Prefect's pins: the lines of requirements.lock (constraints for its dependencies)
+prefect_constraints() { grep -E '^[A-Za-z0-9_.-]+(\[[^]]*\])?==' "$REPO/requirements.lock"; }
+
+hash_minbase=$(digest "$SUITE" "$MIRROR" "$0")
+hash_python=$(digest "$hash_minbase" "$STANDIN/python.Dockerfile" "$STANDIN/pip.conf" "$CA_BUNDLE")
+hash_postgres=$(digest "$hash_minbase" "$STANDIN/postgres.Dockerfile" "$STANDIN/postgres-entrypoint.sh")
+hash_prefect=$(digest "$hash_python" "$STANDIN/prefect.Dockerfile" "$(prefect_constraints)")
+
+label_of() { docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null; }
+
+# 0: $1 is usable as it is (a real image, or the stand-in of hash $2); 1: build it
+usable() {
+  local tag=$1 want=$2 have
+  if have=$(label_of "$tag"); then
+    if [ -z "$have" ] || [ "$have" = "<no value>" ]; then
+      log "$tag: real image, kept"
+      return 0
+    fi
+    if [ "$have" = "$want" ]; then
+      log "$tag: stand-in $want, cached"
+      return 0
+    fi
+    log "$tag: stand-in $have is stale (now $want), rebuilding"
+    return 1
+  fi
+  if [ "$tag" != "$MINBASE" ] && timeout 300 docker pull --quiet "$tag" >/dev/null 2>&1; then
+    log "$tag: pulled"
+    return 0
+  fi
+  log "$tag: not pullable, building a stand-in"
+  return 1
+}
+
+build_minbase() {
+  [ "$(id -u)" -eq 0 ] || { log "debootstrap needs root"; exit 1; }
+  local root
+  root=$(mktemp -d /var/tmp/galaxy-standin.XXXXXX)
+  log "debootstrap --variant=minbase $SUITE from $MIRROR (about a minute)"
+  if ! debootstrap --variant=minbase "$SUITE" "$root/rootfs" "$MIRROR" >"$root/debootstrap.log" 2>&1; then
+    tail -n 20 "$root/debootstrap.log" >&2
+    rm -rf "$root"
+    exit 1
+  fi
+  # what the official Debian images drop: package caches, lists, docs; apt stays usable
+  rm -rf "$root"/rootfs/var/cache/apt/archives/*.deb "$root"/rootfs/var/lib/apt/lists/* \
+    "$root"/rootfs/usr/share/doc/* "$root"/rootfs/usr/share/man/* "$root"/rootfs/usr/share/locale/*
+  printf 'deb %s %s main\ndeb %s %s-updates main\n' "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" \
+    >"$root/rootfs/etc/apt/sources.list"
+  tar -C "$root/rootfs" --numeric-owner -c . \
+    | docker import --change "LABEL $LABEL=$hash_minbase" --change 'CMD ["bash"]' - "$MINBASE" >/dev/null
+  rm -rf "$root"
+  log "$MINBASE: imported"
+}
+
+# build_stand_in TAG HASH DOCKERFILE FILE...: docker build in a context holding only the files
+build_stand_in() {
+  local tag=$1 hash=$2 dockerfile=$3 context file
+  shift 3
+  context=$(mktemp -d /var/tmp/galaxy-standin-context.XXXXXX)
+  cp "$dockerfile" "$context/Dockerfile"
+  for file in "$@"; do cp -L "$file" "$context/"; done
+  if ! docker build --quiet --network host --label "$LABEL=$hash" -t "$tag" "$context" >/dev/null; then
+    rm -rf "$context"
+    log "$tag: build failed"
+    exit 1
+  fi
+  rm -rf "$context"
+  log "$tag: built"
+}
+
+build_python=false
+build_postgres=false
+usable "$PYTHON" "$hash_python" || build_python=true
+usable "$POSTGRES" "$hash_postgres" || build_postgres=true
+if { $build_python || $build_postgres; } && ! usable "$MINBASE" "$hash_minbase"; then
+  build_minbase
+fi
+if $build_python; then
+  build_stand_in "$PYTHON" "$hash_python" "$STANDIN/python.Dockerfile" "$STANDIN/pip.conf" "$CA_BUNDLE"
+fi
+if $build_postgres; then
+  build_stand_in "$POSTGRES" "$hash_postgres" "$STANDIN/postgres.Dockerfile" "$STANDIN/postgres-entrypoint.sh"
+fi
+if ! usable "$PREFECT" "$hash_prefect"; then
+  pins=$(mktemp -d /var/tmp/galaxy-standin-pins.XXXXXX)
+  prefect_constraints >"$pins/constraints.txt"
+  build_stand_in "$PREFECT" "$hash_prefect" "$STANDIN/prefect.Dockerfile" "$pins/constraints.txt"
+  rm -rf "$pins"
+fi
