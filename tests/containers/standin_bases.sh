@@ -8,8 +8,9 @@
 # builds them:
 #
 #   galaxy-standin/bookworm-minbase      debootstrap --variant=minbase bookworm (intermediate)
-#   python:3.11-slim                     standin/python.Dockerfile: Python 3.11 venv first on PATH,
-#                                        and this machine's CA bundle for pip (stand-in only)
+#   python:3.11-slim                     standin/python.Dockerfile: the Python 3.11 that runs the
+#                                        tests (or Debian's), a venv first on PATH, and this
+#                                        machine's CA bundle for pip (stand-in only)
 #   postgres:16                          standin/postgres.Dockerfile: Debian's PostgreSQL 15
 #   prefecthq/prefect:3.9.1-python3.11   standin/prefect.Dockerfile: pip install prefect==3.9.1
 #
@@ -19,8 +20,9 @@
 #
 #   tests/containers/standin_bases.sh      needs root (debootstrap) when it has to build
 #
-# STANDIN_DEBIAN_MIRROR (default http://deb.debian.org/debian) and STANDIN_CA_BUNDLE (default
-# /etc/ssl/certs/ca-certificates.crt) change where packages come from and which CAs pip trusts.
+# STANDIN_DEBIAN_MIRROR (default http://deb.debian.org/debian), STANDIN_CA_BUNDLE (default
+# /etc/ssl/certs/ca-certificates.crt) and STANDIN_PYTHON (default python3.11 on PATH) change where
+# packages come from, which CAs pip trusts and which interpreter the Python stand-in carries.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +31,7 @@ STANDIN=$HERE/standin
 LABEL=org.galaxy-morphology.standin
 MIRROR=${STANDIN_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CA_BUNDLE=${STANDIN_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+INTERPRETER=${STANDIN_PYTHON:-python3.11}
 SUITE=bookworm
 export DOCKER_BUILDKIT=0  # BuildKit would fetch its Dockerfile frontend from a registry
 
@@ -50,10 +53,22 @@ digest() {
 # Prefect's pins: the lines of requirements.lock (constraints for its dependencies)
 prefect_constraints() { grep -E '^[A-Za-z0-9_.-]+(\[[^]]*\])?==' "$REPO/requirements.lock"; }
 
-hash_minbase=$(digest "$SUITE" "$MIRROR" "$0")
-hash_python=$(digest "$hash_minbase" "$STANDIN/python.Dockerfile" "$STANDIN/pip.conf" "$CA_BUNDLE")
-hash_postgres=$(digest "$hash_minbase" "$STANDIN/postgres.Dockerfile" "$STANDIN/postgres-entrypoint.sh")
-hash_prefect=$(digest "$hash_python" "$STANDIN/prefect.Dockerfile" "$(prefect_constraints)")
+# the interpreter's installation prefix and full version (its build date included)
+python_prefix=$("$INTERPRETER" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version; print(sys.base_prefix)')
+python_version=$("$INTERPRETER" -c 'import sys; print(sys.version)')
+
+# python.tar for python.Dockerfile: the interpreter's files, or nothing for Debian's own python3
+python_tar() {
+  if [ "$python_prefix" = /usr ]; then
+    tar -c -T /dev/null
+  else
+    tar -C "$python_prefix" -c --exclude='lib/python3.11/site-packages/*' \
+      --exclude=lib/python3.11/test --exclude=lib/python3.11/idlelib --exclude=lib/python3.11/tkinter \
+      --exclude=lib/python3.11/turtledemo --exclude='lib/python3.11/config-3.11-*/*.a' \
+      bin/python3.11 lib/libpython3.11.so.1.0 lib/libpython3.11.so lib/libpython3.so lib/python3.11 \
+      include/python3.11
+  fi
+}
 
 label_of() { docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null; }
 
@@ -93,8 +108,11 @@ build_minbase() {
   # what the official Debian images drop: package caches, lists, docs; apt stays usable
   rm -rf "$root"/rootfs/var/cache/apt/archives/*.deb "$root"/rootfs/var/lib/apt/lists/* \
     "$root"/rootfs/usr/share/doc/* "$root"/rootfs/usr/share/man/* "$root"/rootfs/usr/share/locale/*
-  printf 'deb %s %s main\ndeb %s %s-updates main\n' "$MIRROR" "$SUITE" "$MIRROR" "$SUITE" \
-    >"$root/rootfs/etc/apt/sources.list"
+  {
+    echo "deb $MIRROR $SUITE main"
+    echo "deb $MIRROR $SUITE-updates main"
+    echo "deb ${MIRROR%/debian}/debian-security $SUITE-security main"
+  } >"$root/rootfs/etc/apt/sources.list"
   tar -C "$root/rootfs" --numeric-owner -c . \
     | docker import --change "LABEL $LABEL=$hash_minbase" --change 'CMD ["bash"]' - "$MINBASE" >/dev/null
   rm -rf "$root"
@@ -108,14 +126,24 @@ build_stand_in() {
   context=$(mktemp -d /var/tmp/galaxy-standin-context.XXXXXX)
   cp "$dockerfile" "$context/Dockerfile"
   for file in "$@"; do cp -L "$file" "$context/"; done
-  if ! docker build --quiet --network host --label "$LABEL=$hash" -t "$tag" "$context" >/dev/null; then
-    rm -rf "$context"
+  if ! docker build --force-rm --network host --label "$LABEL=$hash" -t "$tag" "$context" >"$context.log" 2>&1; then
+    tail -n 30 "$context.log" >&2
+    rm -rf "$context" "$context.log"
     log "$tag: build failed"
     exit 1
   fi
+  rm -f "$context.log"
   rm -rf "$context"
   log "$tag: built"
 }
+
+# Each stand-in's hash covers what it is made of: the code and files that build it and the
+# hash of the image it starts from, so editing other parts of this script rebuilds nothing.
+hash_minbase=$(digest "$SUITE" "$MIRROR" "$(declare -f build_minbase)")
+hash_python=$(digest "$hash_minbase" "$STANDIN/python.Dockerfile" "$STANDIN/pip.conf" "$CA_BUNDLE" \
+  "$(declare -f python_tar)" "$python_prefix" "$python_version")
+hash_postgres=$(digest "$hash_minbase" "$STANDIN/postgres.Dockerfile" "$STANDIN/postgres-entrypoint.sh")
+hash_prefect=$(digest "$hash_python" "$STANDIN/prefect.Dockerfile" "$(prefect_constraints)")
 
 build_python=false
 build_postgres=false
@@ -125,7 +153,11 @@ if { $build_python || $build_postgres; } && ! usable "$MINBASE" "$hash_minbase";
   build_minbase
 fi
 if $build_python; then
-  build_stand_in "$PYTHON" "$hash_python" "$STANDIN/python.Dockerfile" "$STANDIN/pip.conf" "$CA_BUNDLE"
+  interpreter=$(mktemp -d /var/tmp/galaxy-standin-python.XXXXXX)
+  python_tar >"$interpreter/python.tar"
+  build_stand_in "$PYTHON" "$hash_python" "$STANDIN/python.Dockerfile" "$STANDIN/pip.conf" "$CA_BUNDLE" \
+    "$interpreter/python.tar"
+  rm -rf "$interpreter"
 fi
 if $build_postgres; then
   build_stand_in "$POSTGRES" "$hash_postgres" "$STANDIN/postgres.Dockerfile" "$STANDIN/postgres-entrypoint.sh"
