@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Serving image for one registered version of galaxy-morphology: MLflow's scoring server
 # (uvicorn) around the pyfunc, with only the model's runtime dependencies.
 #
@@ -13,9 +12,9 @@
 #     -d @build/model/serving_input_example.json
 #
 # The model folder holds its own code (serving/model.py as model.py, galaxy/ under code/),
-# the skops pipeline and requirements.txt; nothing else from the repository is copied
-# (.dockerignore admits only build/model). mlflow-skinny replaces mlflow (no UI, SQL store
-# or server extras) and matplotlib, used only for training plots, is left out.
+# the skops pipeline and requirements.txt; nothing else from the repository is copied.
+# mlflow-skinny replaces mlflow (no UI, SQL store or server extras) and matplotlib, used only
+# for training plots, is left out.
 # Alternative without this file: `mlflow models build-docker -m models:/galaxy-morphology@champion`
 # (bigger image: full mlflow, Java-free but with the whole conda/virtualenv tooling).
 

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # MLflow tracking server and model registry for the compose stack (../compose.yaml):
 # PostgreSQL backend store (psycopg 3), artifacts served by the server itself from /mlartifacts
 # (--serve-artifacts), so clients need only http://mlflow:5000. The command, with the database

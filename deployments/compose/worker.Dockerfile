@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Prefect process worker for galaxy-morphology (pool galaxy-process), with this repository's
 # code and the exact library versions of requirements.lock. Also the image of the Dask
 # scheduler and workers in ../compose.yaml, so the cluster unpickles the flows' estimators
@@ -8,9 +7,8 @@
 #
 #   docker build -f deployments/compose/worker.Dockerfile -t galaxy-morphology-worker .
 #
-# The root .dockerignore admits only build/model/ (it is the serving image's); this image
-# uses worker.Dockerfile.dockerignore beside this file instead, a Dockerfile-specific ignore
-# file, which needs BuildKit (the default builder since Docker 23, and `docker compose`).
+# The COPY lines name every file the image needs, and the root .dockerignore admits exactly
+# those (and the serving image's build/model/), so any builder gives the same image.
 
 FROM python:3.11-slim
 
@@ -26,7 +24,13 @@ WORKDIR /app
 COPY requirements.lock ./
 RUN pip install -r requirements.lock
 
-COPY . .
+COPY pyproject.toml README.md settings.yaml prefect.yaml ./
+COPY galaxy/ galaxy/
+COPY tasks/ tasks/
+COPY flows/ flows/
+COPY serving/ serving/
+COPY monitoring/ monitoring/
+COPY deployments/ deployments/
 # the project itself, editable as on a developer's machine: flows run from /app ($GALAXY_HOME,
 # prefect.yaml's pull step) and import galaxy_morphology from the same files; data, outputs
 # and reports are the run-time folders (named volumes in compose.yaml) the user must write to
