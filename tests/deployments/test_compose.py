@@ -30,7 +30,6 @@ COMPOSE_DIR = DEPLOYMENTS / "compose"
 INIT_SQL = COMPOSE_DIR / "postgres-init.sql"
 WORKER_DOCKERFILE = COMPOSE_DIR / "worker.Dockerfile"
 MLFLOW_DOCKERFILE = COMPOSE_DIR / "mlflow.Dockerfile"
-WORKER_IGNORE = COMPOSE_DIR / "worker.Dockerfile.dockerignore"
 
 CORE = {"postgres", "prefect-server", "mlflow", "worker"}
 PROFILES = {"serving": {"serving"}, "dask": {"dask-scheduler", "dask-worker"}}
@@ -411,55 +410,55 @@ def test_mlflow_image_pins_the_project_versions() -> None:
     assert users and users[-1].isdigit() and users[-1] != "0"
 
 
-def ignored(path: str, patterns: list[str]) -> bool:
-    """Whether a .dockerignore without exceptions (``!``) leaves ``path`` out of the context."""
+def in_context(path: str, patterns: list[str]) -> bool:
+    """Whether the build context keeps ``path`` under a .dockerignore's ``patterns``: the last
+    pattern matching the path or one of its parent folders decides, ``!`` admits."""
     parts = path.split("/")
     prefixes = ["/".join(parts[: index + 1]) for index in range(len(parts))]
+    kept = True
     for pattern in patterns:
-        if pattern.startswith("**/"):
-            if any(fnmatch.fnmatchcase(part, pattern[3:]) for part in parts):
-                return True
-        elif any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes):
-            return True
-    return False
+        admits = pattern.startswith("!")
+        glob = pattern.removeprefix("!").rstrip("/")
+        if glob.startswith("**/"):
+            matched = any(fnmatch.fnmatchcase(part, glob[3:]) for part in parts)
+        else:
+            matched = any(fnmatch.fnmatchcase(prefix, glob) for prefix in prefixes)
+        if matched:
+            kept = admits
+    return kept
 
 
-def test_worker_build_has_its_own_ignore_file() -> None:
+def test_root_ignore_file_admits_what_the_images_copy_and_no_local_state() -> None:
     patterns = [
         line.strip()
-        for line in WORKER_IGNORE.read_text().splitlines()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert not any(pattern.startswith("!") for pattern in patterns)
-    assert "BuildKit" in WORKER_IGNORE.read_text()
     for local_state in (
-        ".venv",
+        ".venv/bin/python",
         ".venv-ci",
-        ".git",
+        ".git/HEAD",
         "mlflow.db",
-        "mlartifacts",
-        "data",
-        "outputs",
-        "reports",
+        "mlartifacts/1",
+        "data/x.csv",
+        "outputs/p.parquet",
+        "reports/r.html",
+        "tests/conftest.py",
+        "bench/bench_dask.py",
     ):
-        assert ignored(local_state, patterns), local_state
-    assert ignored("build/model/MLmodel", patterns)
-    assert ignored("galaxy_morphology/__pycache__/cli.cpython-311.pyc", patterns)
-    for needed in (
-        "requirements.lock",
-        "pyproject.toml",
-        "README.md",
-        "settings.yaml",
-        "prefect.yaml",
-        "deployments/create_work_pool.py",
-        "galaxy_morphology/core/settings.py",
-        "galaxy_morphology/flows/training.py",
-        "galaxy_morphology/io/sql",
-    ):
-        assert not ignored(needed, patterns), needed
-    # the serving image's filter is untouched
-    root = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip()]
-    assert "*" in root and "!build/model/" in root
+        assert not in_context(local_state, patterns), local_state
+    assert not in_context("galaxy_morphology/__pycache__/cli.cpython-311.pyc", patterns)
+    copied = [
+        source.replace("${MODEL_DIR}", "build/model").rstrip("/")
+        for dockerfile in (REPO / "Dockerfile", WORKER_DOCKERFILE)
+        for word, rest in instructions(dockerfile)
+        if word == "COPY"
+        for source in rest.split()[:-1]
+        if not source.startswith("--")
+    ]
+    assert "requirements.lock" in copied and "build/model" in copied
+    for source in copied:
+        assert in_context(source, patterns), source
 
 
 @pytest.mark.parametrize("dockerfile", [WORKER_DOCKERFILE, MLFLOW_DOCKERFILE], ids=lambda path: path.name)
