@@ -34,7 +34,10 @@ run: install
 serve: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/galaxy serve $(ARGS)
 
+# provision: the Debian packages and the Docker daemon the tests use (apt as root; otherwise it
+# says what to install)
 test: install
+	scripts/provision.sh
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: install

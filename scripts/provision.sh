@@ -7,8 +7,9 @@
 #   debootstrap     builds the stand-in base images when no registry is reachable
 #   chromium        headless browser for the UI tests
 #
-# As root, missing packages are installed with apt (no recommended packages) and a Docker
-# daemon is started when none answers. Otherwise it prints exactly what to run and exits 1.
+# As root (or with password-less sudo), missing packages are installed with apt (no recommended
+# packages) and a Docker daemon is started when none answers. Otherwise it prints exactly what to
+# run and exits 1.
 # When everything is present it only checks, in about a second.
 #
 #   scripts/provision.sh            check, install, start the daemon
@@ -30,21 +31,29 @@ case "${1:-}" in
   *) echo "usage: $0 [--check]" >&2; exit 2 ;;
 esac
 
-is_root() { [ "$(id -u)" -eq 0 ]; }
+# how to run a command as root: directly, through password-less sudo, or not at all
+if [ "$(id -u)" -eq 0 ]; then
+  as_root=()
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  as_root=(sudo -n)
+else
+  as_root=(false)
+fi
+can_be_root() { [ "${as_root[*]-}" != false ]; }
 
 # package -> how to tell it is installed (a command, or a PostgreSQL server binary)
 has_postgres() { compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || command -v postgres >/dev/null; }
 has_package() {
   case "$1" in
     postgresql) has_postgres ;;
-    docker.io) command -v docker >/dev/null && { command -v dockerd >/dev/null || docker_answers; } ;;
+    docker.io) command -v docker >/dev/null && { command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || docker_answers; } ;;
     docker-compose) command -v docker-compose >/dev/null ;;
     debootstrap) command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] ;;
     chromium) command -v chromium >/dev/null || command -v chromium-browser >/dev/null ;;
   esac
 }
 
-docker_answers() { command -v docker >/dev/null && timeout 10 docker info >/dev/null 2>&1; }
+docker_answers() { command -v docker >/dev/null && timeout 10 docker version >/dev/null 2>&1; }
 
 missing=()
 for package in postgresql docker.io docker-compose debootstrap chromium; do
@@ -52,23 +61,26 @@ for package in postgresql docker.io docker-compose debootstrap chromium; do
 done
 
 if [ "${#missing[@]}" -gt 0 ]; then
-  if $check_only || ! is_root; then
+  if $check_only || ! can_be_root; then
     echo "provision: missing Debian packages: ${missing[*]}" >&2
     echo "provision: install them as root, then rerun:" >&2
     echo "  apt-get update && apt-get install -y --no-install-recommends ${missing[*]}" >&2
     exit 1
   fi
   echo "provision: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 if docker_answers; then
   exit 0
 fi
 
-if $check_only || ! is_root; then
-  echo "provision: no Docker daemon answers 'docker info'. Start one as root, for example:" >&2
+if $check_only || ! can_be_root; then
+  reason=$(timeout 10 docker version --format '{{.Server.Version}}' 2>&1 | grep -m1 . || true)
+  echo "provision: no Docker daemon answers: $reason" >&2
+  echo "provision: start a daemon as root, for example:" >&2
   echo "  dockerd $DOCKERD_FLAGS >>$DOCKERD_LOG 2>&1 &" >&2
   echo "  (or: systemctl start docker; a non-root user also needs to be in the docker group)" >&2
   exit 1
@@ -77,10 +89,10 @@ fi
 # A daemon may be starting already (its pid file names a live process): wait for it, never
 # start a second one on the same socket.
 pid_file=/var/run/docker.pid
-if ! { [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; }; then
+if ! { [ -s "$pid_file" ] && "${as_root[@]}" kill -0 "$(cat "$pid_file")" 2>/dev/null; }; then
   echo "provision: starting dockerd $DOCKERD_FLAGS (log: $DOCKERD_LOG)"
   # shellcheck disable=SC2086  # the flags are words
-  setsid nohup dockerd $DOCKERD_FLAGS >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  "${as_root[@]}" sh -c "setsid nohup dockerd $DOCKERD_FLAGS >>'$DOCKERD_LOG' 2>&1 </dev/null &"
 fi
 for _ in $(seq "$DOCKERD_WAIT_SECONDS"); do
   docker_answers && exit 0

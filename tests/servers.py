@@ -121,7 +121,7 @@ def postgres_bindir() -> Path:
     on_path = shutil.which("postgres")
     if on_path:
         return Path(on_path).resolve().parent
-    pytest.fail("PostgreSQL is not installed: `apt-get install postgresql` (.ci/run installs it when absent)")
+    pytest.fail("PostgreSQL is not installed: run scripts/provision.sh (`make test` runs it)")
 
 
 @contextlib.contextmanager

@@ -3,8 +3,8 @@
 Debian's ``docker-compose`` (1.29) validates the files (``docker-compose config``: schema,
 interpolation, references between services, build contexts) and prints the resolved
 configuration, whose content is then checked here. The two Dockerfiles it builds are linted
-by hadolint. CI installs docker-compose (``apt-get install -y docker-compose``): when it is
-missing the tests fail rather than skip, so the stack can never go unchecked.
+by hadolint. scripts/provision.sh (run by ``make test`` and CI) installs docker-compose: when it
+is missing the tests fail rather than skip, so the stack can never go unchecked.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def docker_compose() -> str:
     path = shutil.which("docker-compose")
     if path is None:
         pytest.fail(
-            "docker-compose is not on PATH: install Debian's docker-compose package "
-            "(apt-get install -y docker-compose), as CI does; these tests validate "
+            "docker-compose is not on PATH: run scripts/provision.sh (`make test` runs it) "
+            "or install Debian's docker-compose package; these tests validate "
             "deployments/compose.yaml with it and must not be skipped",
             pytrace=False,
         )
