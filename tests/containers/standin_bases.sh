@@ -121,7 +121,7 @@ build_minbase() {
 
 # build_stand_in TAG HASH DOCKERFILE FILE...: docker build in a context holding only the files
 build_stand_in() {
-  local tag=$1 hash=$2 dockerfile=$3 context file
+  local tag=$1 hash=$2 dockerfile=$3 context file started=$SECONDS
   shift 3
   context=$(mktemp -d /var/tmp/galaxy-standin-context.XXXXXX)
   cp "$dockerfile" "$context/Dockerfile"
@@ -134,7 +134,7 @@ build_stand_in() {
   fi
   rm -f "$context.log"
   rm -rf "$context"
-  log "$tag: built"
+  log "$tag: built in $((SECONDS - started)) s"
 }
 
 # Each stand-in's hash covers what it is made of: the code and files that build it and the

@@ -1,0 +1,1 @@
+"""Docker test infrastructure: stand-in base images and the engine helpers."""
