@@ -10,8 +10,10 @@ on every engine.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -128,6 +130,17 @@ def wait_for(ready: Any, what: str, timeout: float, diagnose: Any = None) -> flo
     return time.monotonic() - started
 
 
+@functools.cache
+def compose_executable() -> tuple[str, ...]:
+    """Compose v2 (``docker compose``) when the engine's client has it, else Debian's 1.29."""
+    v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=30)
+    if v2.returncode == 0:
+        return ("docker", "compose")
+    if shutil.which("docker-compose") is None:
+        pytest.fail("neither `docker compose` nor docker-compose: run scripts/provision.sh", pytrace=False)
+    return ("docker-compose",)
+
+
 @dataclass
 class Compose:
     """One compose project (``docker-compose -p NAME -f FILE...``) from the repository root, with
@@ -145,7 +158,7 @@ class Compose:
     def command(self, *args: str) -> list[str]:
         files = [word for path in self.files for word in ("-f", str(path))]
         profiles = [word for profile in self.profiles for word in ("--profile", profile)]
-        return ["docker-compose", "-p", self.name, *files, *profiles, *args]
+        return [*compose_executable(), "-p", self.name, *files, *profiles, *args]
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -159,6 +172,15 @@ class Compose:
 
     def config(self) -> dict[str, Any]:
         return yaml.safe_load(self.run("config").stdout)
+
+    def services(self) -> dict[str, dict[str, Any]]:
+        """The resolved services ``up`` starts: those without a profile or with an active one
+        (``docker-compose config`` 1.29 lists every service whatever the profiles)."""
+        return {
+            name: service
+            for name, service in self.config()["services"].items()
+            if not service.get("profiles") or set(service["profiles"]) & set(self.profiles)
+        }
 
     def exec(
         self, service: str, *args: str, timeout: float = 300, check: bool = True

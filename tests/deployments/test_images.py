@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pytest
 import requests
 
@@ -32,7 +31,7 @@ from tests.containers.engine import (
     wait_for,
 )
 from tests.factories import raw_frame, write_snapshot
-from tests.servers import free_port
+from tests.servers import BIN, clean_env, free_port, run
 from tests.serving.champion import CHAMPION_URI, TrainedStore, train_champion
 from tests.serving.test_server import BAD_REQUESTS, records
 
@@ -69,9 +68,17 @@ def model_context(folder: Path, model_uri: str, tracking_uri: str) -> Path:
     """A build context for the root Dockerfile: its .dockerignore and the model in build/model."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / ".dockerignore", folder / ".dockerignore")
-    mlflow.artifacts.download_artifacts(
-        artifact_uri=model_uri, dst_path=str(folder / "build/model"), tracking_uri=tracking_uri
-    )
+    # as the Dockerfile's header tells a user to
+    download = [
+        str(BIN / "mlflow"),
+        "artifacts",
+        "download",
+        "-u",
+        model_uri,
+        "-d",
+        str(folder / "build/model"),
+    ]
+    run(download, clean_env(MLFLOW_TRACKING_URI=tracking_uri))
     return folder
 
 
@@ -192,7 +199,7 @@ def stack(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Co
     }
     compose = Compose(f"galaxy-test-{uuid.uuid4().hex[:8]}", [COMPOSE, DASK_OVERRIDE], variables, ["dask"])
     built: set[str] = set()
-    for service in compose.config()["services"].values():
+    for service in compose.services().values():
         if "build" in service and service["image"] not in built:
             context = Path(service["build"]["context"])
             build(service["image"], context / service["build"].get("dockerfile", "Dockerfile"), context)
