@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,15 +59,14 @@ def require_engine() -> None:
         )
 
 
-def ensure_base_images() -> str:
+def ensure_base_images() -> None:
     """The base images every Dockerfile starts from: real ones when present or pullable,
-    otherwise the stand-ins (built once per machine, then cached); returns the script's log."""
+    otherwise the stand-ins (built once per machine, then cached)."""
     done = subprocess.run(
         [str(STANDIN_BASES)], env=docker_env(), capture_output=True, text=True, timeout=1800
     )
     if done.returncode != 0:
         pytest.fail(f"{STANDIN_BASES.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done.stderr
 
 
 def image_id(tag: str) -> str | None:
@@ -74,41 +74,16 @@ def image_id(tag: str) -> str | None:
     return found.stdout.strip() if found.returncode == 0 else None
 
 
-def image_size(tag: str) -> int:
-    return int(docker("image", "inspect", "--format", "{{.Size}}", tag).stdout)
-
-
-@dataclass(frozen=True)
-class Built:
-    tag: str
-    seconds: float
-    log: str
-
-
-def build(tag: str, dockerfile: Path, context: Path, timeout: float = 1800) -> Built:
+def build(tag: str, dockerfile: Path, context: Path, timeout: float = 1800) -> None:
     """``docker build`` (legacy builder, host network); a replaced image of the same tag is
     removed when nothing uses it, so repeated runs leave no dangling images."""
     previous = image_id(tag)
-    started = time.monotonic()
-    done = docker(
-        "build",
-        "--force-rm",
-        "--network",
-        "host",
-        "-f",
-        str(dockerfile),
-        "-t",
-        tag,
-        str(context),
-        timeout=timeout,
-        check=False,
-    )
-    seconds = time.monotonic() - started
+    args = ["build", "--force-rm", "--network", "host", "-f", str(dockerfile), "-t", tag, str(context)]
+    done = docker(*args, timeout=timeout, check=False)
     if done.returncode != 0:
         pytest.fail(f"building {tag} from {dockerfile} failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
     if previous is not None and previous != image_id(tag):
         docker("image", "rm", previous, check=False)
-    return Built(tag, seconds, done.stdout)
 
 
 def get(url: str, timeout: float = 3) -> int | None:
@@ -119,15 +94,15 @@ def get(url: str, timeout: float = 3) -> int | None:
         return None
 
 
-def wait_for(ready: Any, what: str, timeout: float, diagnose: Any = None) -> float:
-    """Poll ``ready()`` until true; returns the seconds it took."""
-    started = time.monotonic()
+def wait_for(
+    ready: Callable[[], bool], what: str, timeout: float, diagnose: Callable[[], str] | None = None
+) -> None:
+    """Poll ``ready()`` every second until true; fail after ``timeout`` seconds with ``diagnose()``."""
+    deadline = time.monotonic() + timeout
     while not ready():
-        if time.monotonic() - started > timeout:
-            detail = diagnose() if diagnose else ""
-            pytest.fail(f"{what} not ready in {timeout:.0f} s\n{detail}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not ready in {timeout:.0f} s\n{diagnose() if diagnose else ''}")
         time.sleep(1)
-    return time.monotonic() - started
 
 
 @functools.cache

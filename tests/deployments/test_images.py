@@ -101,7 +101,8 @@ def champion(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="module")
 def serving_image(engine: None, champion: TrainedStore, tmp_path_factory: pytest.TempPathFactory) -> str:
     context = model_context(tmp_path_factory.mktemp("serving-context"), CHAMPION_URI, champion.tracking_uri)
-    return build(SERVING_IMAGE, REPO / "Dockerfile", context).tag
+    build(SERVING_IMAGE, REPO / "Dockerfile", context)
+    return SERVING_IMAGE
 
 
 @pytest.fixture(scope="module")
