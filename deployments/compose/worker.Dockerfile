@@ -1,7 +1,7 @@
 # Prefect process worker for galaxy-morphology (pool galaxy-process), with this repository's
 # code and the exact library versions of requirements.lock. Also the image of the Dask
 # scheduler and workers in ../compose.yaml, so the cluster unpickles the flows' estimators
-# with the same scikit-learn and the same galaxy package.
+# with the same scikit-learn and the same galaxy_morphology package.
 #
 # Build context: the repository root (compose.yaml says `context: ..`):
 #
@@ -25,11 +25,7 @@ COPY requirements.lock ./
 RUN pip install -r requirements.lock
 
 COPY pyproject.toml README.md settings.yaml prefect.yaml ./
-COPY galaxy/ galaxy/
-COPY tasks/ tasks/
-COPY flows/ flows/
-COPY serving/ serving/
-COPY monitoring/ monitoring/
+COPY galaxy_morphology/ galaxy_morphology/
 COPY deployments/ deployments/
 # the project itself, editable as on a developer's machine: flows run from /app ($GALAXY_HOME,
 # prefect.yaml's pull step) and import galaxy_morphology from the same files; data, outputs

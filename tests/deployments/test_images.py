@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from serving.server import ScoringServer, start_server
+from galaxy_morphology.serving.server import ScoringServer, start_server
 from tests.containers.engine import (
     REPO,
     Compose,
