@@ -11,10 +11,11 @@
 #   curl -s localhost:8080/invocations -H 'Content-Type: application/json' \
 #     -d @build/model/serving_input_example.json
 #
-# The model folder holds its own code (serving/model.py as model.py, galaxy/ under code/),
-# the skops pipeline and requirements.txt; nothing else from the repository is copied.
-# mlflow-skinny replaces mlflow (no UI, SQL store or server extras) and matplotlib, used only
-# for training plots, is left out.
+# The model folder holds model_code.py, which names the installed project's pyfunc class,
+# the skops pipeline and requirements.txt. So the image installs the model's requirements and
+# then the project itself without its dependencies (the pyfunc needs nothing more): build it
+# from the checkout that registered the model. mlflow-skinny replaces mlflow (no UI, SQL store
+# or server extras) and matplotlib, used only for training plots, is left out.
 # Alternative without this file: `mlflow models build-docker -m models:/galaxy-morphology@champion`
 # (bigger image: full mlflow, Java-free but with the whole conda/virtualenv tooling).
 
@@ -40,6 +41,13 @@ RUN mlflow_version="$(sed -n 's/^mlflow==//p' /tmp/requirements.txt)" \
     && grep -vE '^(mlflow|matplotlib)([=<>!~ ]|$)' /tmp/requirements.txt > /tmp/runtime.txt \
     && pip install "mlflow-skinny==${mlflow_version}" -r /tmp/runtime.txt \
     && rm /tmp/requirements.txt /tmp/runtime.txt
+
+# the project, whose pyfunc class the model's code file imports; its own dependencies are the
+# training stack's, so none are installed
+COPY pyproject.toml README.md /tmp/project/
+COPY galaxy_morphology/ /tmp/project/galaxy_morphology/
+RUN pip install --no-deps /tmp/project \
+    && rm -rf /tmp/project
 
 COPY --chown=serve:serve ${MODEL_DIR} /model
 

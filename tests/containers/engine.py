@@ -10,6 +10,7 @@ on every engine.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -28,6 +29,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 STANDIN_BASES = REPO / "tests/containers/standin_bases.sh"
 PROJECT_LABEL = "com.docker.compose.project"
+TEST_BUILD_LABEL = "org.galaxy-morphology.test-build"
 # the compose files' variables: a test sets its own, never the caller's
 INTERPOLATED_PREFIXES = ("POSTGRES_", "GALAXY_", "MLFLOW_", "PREFECT_", "COMPOSE_")
 
@@ -69,21 +71,19 @@ def ensure_base_images() -> None:
         pytest.fail(f"{STANDIN_BASES.name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
-def image_id(tag: str) -> str | None:
-    found = docker("image", "inspect", "--format", "{{.Id}}", tag, check=False)
-    return found.stdout.strip() if found.returncode == 0 else None
-
-
 def build(tag: str, dockerfile: Path, context: Path, timeout: float = 1800) -> None:
-    """``docker build`` (legacy builder, host network); a replaced image of the same tag is
-    removed when nothing uses it, so repeated runs leave no dangling images."""
-    previous = image_id(tag)
-    args = ["build", "--force-rm", "--network", "host", "-f", str(dockerfile), "-t", tag, str(context)]
-    done = docker(*args, timeout=timeout, check=False)
+    """``docker build`` (legacy builder, host network), labelled as a test build."""
+    args = ["build", "--force-rm", "--network", "host", "--label", TEST_BUILD_LABEL]
+    done = docker(*args, "-f", str(dockerfile), "-t", tag, str(context), timeout=timeout, check=False)
     if done.returncode != 0:
         pytest.fail(f"building {tag} from {dockerfile} failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
-    if previous is not None and previous != image_id(tag):
-        docker("image", "rm", previous, check=False)
+
+
+def prune_replaced_builds() -> None:
+    """Remove the test builds a rebuild left without a tag. Deleting a large image can take
+    minutes on a loaded machine: the engine finishes it even when this stops waiting."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        docker("image", "prune", "--force", "--filter", f"label={TEST_BUILD_LABEL}", timeout=300, check=False)
 
 
 def get(url: str, timeout: float = 3) -> int | None:

@@ -121,8 +121,9 @@ build_minbase() {
 
 # build_stand_in TAG HASH DOCKERFILE FILE...: docker build in a context holding only the files
 build_stand_in() {
-  local tag=$1 hash=$2 dockerfile=$3 context file started=$SECONDS
+  local tag=$1 hash=$2 dockerfile=$3 context file started=$SECONDS previous
   shift 3
+  previous=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
   context=$(mktemp -d /var/tmp/galaxy-standin-context.XXXXXX)
   cp "$dockerfile" "$context/Dockerfile"
   for file in "$@"; do cp -L "$file" "$context/"; done
@@ -135,6 +136,10 @@ build_stand_in() {
   rm -f "$context.log"
   rm -rf "$context"
   log "$tag: built in $((SECONDS - started)) s"
+  # the stale stand-in, unless images built on it still need it
+  if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect --format '{{.Id}}' "$tag")" ]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+  fi
 }
 
 # Each stand-in's hash covers what it is made of: the code and files that build it and the

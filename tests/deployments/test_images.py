@@ -27,6 +27,7 @@ from tests.containers.engine import (
     docker,
     ensure_base_images,
     get,
+    prune_replaced_builds,
     require_engine,
     wait_for,
 )
@@ -48,9 +49,11 @@ JSON_TYPE = "application/json"
 
 
 @pytest.fixture(scope="module")
-def engine() -> None:
+def engine() -> Iterator[None]:
     require_engine()
     ensure_base_images()
+    yield
+    prune_replaced_builds()
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +68,14 @@ def network(engine: None) -> Iterator[str]:
 
 
 def model_context(folder: Path, model_uri: str, tracking_uri: str) -> Path:
-    """A build context for the root Dockerfile: its .dockerignore and the model in build/model."""
+    """A build context for the root Dockerfile: the repository's files it copies (as its
+    .dockerignore admits them) and the model downloaded into build/model."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / ".dockerignore", folder / ".dockerignore")
+    for name in (".dockerignore", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, folder / name)
+    shutil.copytree(
+        REPO / "galaxy_morphology", folder / "galaxy_morphology", ignore=shutil.ignore_patterns("__pycache__")
+    )
     # as the Dockerfile's header tells a user to
     download = [
         str(BIN / "mlflow"),
@@ -194,7 +202,7 @@ def stack(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Co
         "GALAXY_IMAGE_TAG": TAG,
         "GALAXY_DATA_DIR": str(data),
         **{
-            f"GALAXY_{name}_PORT": str(free_port())
+            f"GALAXY_{name}_HOST_PORT": str(free_port())
             for name in ("PREFECT", "MLFLOW", "SERVING", "DASK", "DASK_DASHBOARD")
         },
     }
@@ -257,12 +265,12 @@ def test_training_deployment_on_the_worker_registers_a_champion(stack: Compose, 
 def test_serving_profile_serves_the_stacks_champion(
     stack: Compose, stack_champion: str, tmp_path: Path
 ) -> None:
-    tracking_uri = f"http://127.0.0.1:{stack.variables['GALAXY_MLFLOW_PORT']}"
+    tracking_uri = f"http://127.0.0.1:{stack.variables['GALAXY_MLFLOW_HOST_PORT']}"
     context = model_context(tmp_path / "context", CHAMPION_URI, tracking_uri)
     build(SERVING_IMAGE, REPO / "Dockerfile", context)
     stack.profiles = ["dask", "serving"]
     stack.run("up", "-d", "--no-build", "serving")
-    url = f"http://127.0.0.1:{stack.variables['GALAXY_SERVING_PORT']}"
+    url = f"http://127.0.0.1:{stack.variables['GALAXY_SERVING_HOST_PORT']}"
     wait_for(lambda: get(f"{url}/ping") == 200, "serving profile", timeout=180)
     body = json.dumps({"dataframe_records": records(4)})
     local = start_server(str(context / "build/model"), tracking_uri, log_path=tmp_path / "local.log")

@@ -25,12 +25,19 @@ def test_lean_base_non_root_user_and_exec_form_command() -> None:
     assert any(word == "HEALTHCHECK" and "/ping" in rest for word, rest in parsed)
 
 
-def test_copies_only_the_model_folder() -> None:
+def test_copies_the_model_folder_and_the_package() -> None:
     parsed = instructions(DOCKERFILE)
-    sources = [rest.split()[-2] for word, rest in parsed if word == "COPY"]
-    assert sources == ["${MODEL_DIR}/requirements.txt", "${MODEL_DIR}"]
-    ignore = [line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.strip()]
-    assert "*" in ignore and "!build/model/" in ignore
+    sources = [
+        [source for source in rest.split()[:-1] if not source.startswith("--")]
+        for word, rest in parsed
+        if word == "COPY"
+    ]
+    assert sources == [
+        ["${MODEL_DIR}/requirements.txt"],
+        ["pyproject.toml", "README.md"],
+        ["galaxy_morphology/"],
+        ["${MODEL_DIR}"],
+    ]
 
 
 def test_requirement_filter_swaps_mlflow_for_skinny(tmp_path: Path) -> None:
