@@ -18,6 +18,27 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SNAPSHOT = REPO_ROOT.parent / "shared/data/gz1_sdss_dr9_curtin_3976.csv.gz"
 
 
+@pytest.fixture(autouse=True)
+def no_process_wide_mlflow_uris() -> Iterator[None]:
+    """Each test starts and ends with no MLflow tracking or registry URI set for the process.
+
+    In-process flows point MLflow's fluent API at their store (``Registry`` sets both URIs),
+    and a registry URI left set wins over the tracking URI given to a later ``MlflowClient``.
+    """
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A temporary Prefect server and database for the whole session (started on first use)."""

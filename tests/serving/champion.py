@@ -29,15 +29,16 @@ def tracking_env(tracking_uri: str, artifact_root: Path) -> Iterator[None]:
 
     names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "GALAXY_MLFLOW__ARTIFACT_ROOT")
     saved = {name: os.environ.get(name) for name in names}
-    previous_uri = mlflow.get_tracking_uri()
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     os.environ["GALAXY_MLFLOW__ARTIFACT_ROOT"] = str(artifact_root)
     try:
         yield
     finally:
-        # mlflow.set_*_uri write the environment too: restore the variables after them
-        mlflow.set_tracking_uri(previous_uri)
-        mlflow.set_registry_uri(previous_uri)
+        # no process-wide URI is left behind (a set registry URI would win over the tracking URI
+        # given to a later MlflowClient); mlflow.set_*_uri write the environment too, so the
+        # variables are restored after them
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
