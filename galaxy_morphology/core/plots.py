@@ -1,4 +1,9 @@
-"""Figures for the tracking server: confusion matrix and ROC curve."""
+"""Figures for the tracking server: confusion matrix and ROC curve.
+
+Drawn with scikit-learn's displays rather than ``mlflow.models.evaluate``: that needs the model
+logged first and writes its own metric names to the run, while these figures come from the
+in-memory pipeline on the test split before the gate decides whether to register it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Check computed values against the allowed ranges of ``settings.monitoring.ranges``."""
+"""Check computed values against the allowed ranges of ``settings.monitoring.ranges``.
+
+Kept here rather than as Evidently 0.7 metric tests: those only pass or fail, while a check here
+is also ``insufficient`` (a batch too small to judge) or ``not computed`` (never a pass), and it
+covers the scikit-learn metrics (per-class recall, confusion counts) Evidently does not compute.
+"""
 
 from __future__ import annotations
 
