@@ -55,6 +55,7 @@ class FamilyResult:
     space: dict[str, str]
     validation: dict[str, float] = field(default_factory=dict)
     predict_ms: float = float("nan")  # median in-process predict of one record
+    fit_started_at: float = float("nan")  # wall clock (epoch seconds) when the search began
 
     @property
     def reference(self) -> bool:
@@ -105,7 +106,7 @@ def tune(family: str, train: pd.DataFrame, budget: SearchBudget) -> FamilyResult
     """Search one family's space by stratified K-fold CV on the training split."""
     X, y = features_and_target(train)
     search = make_search(family, budget)
-    started = time.perf_counter()
+    started_at, started = time.time(), time.perf_counter()
     search.fit(X, y)
     elapsed = time.perf_counter() - started
     best = search.best_index_
@@ -119,6 +120,7 @@ def tune(family: str, train: pd.DataFrame, budget: SearchBudget) -> FamilyResult
         fit_seconds=elapsed,
         n_candidates=len(results["params"]),
         space=describe_space(FAMILIES[family].space),
+        fit_started_at=started_at,
     )
 
 
@@ -148,7 +150,7 @@ def soft_vote(results: list[FamilyResult], train: pd.DataFrame, budget: SearchBu
     )
     X, y = features_and_target(train)
     cv = StratifiedKFold(n_splits=budget.cv_folds, shuffle=True, random_state=budget.seed)
-    started = time.perf_counter()
+    started_at, started = time.time(), time.perf_counter()
     scores = cross_val_score(model, X, y, scoring="f1_macro", cv=cv, n_jobs=budget.n_jobs)
     model.fit(X, y)
     return FamilyResult(
@@ -160,6 +162,7 @@ def soft_vote(results: list[FamilyResult], train: pd.DataFrame, budget: SearchBu
         fit_seconds=time.perf_counter() - started,
         n_candidates=1,
         space={"members": "tuned families except decision_tree, soft voting"},
+        fit_started_at=started_at,
     )
 
 

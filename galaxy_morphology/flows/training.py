@@ -78,7 +78,7 @@ def train_on(settings: Settings, prepared: PreparedData, quick: bool, promote: b
     run_id = start_training_run(tracking, experiment, prepared, run_parameters(settings, budget, quick))
     try:
         results = tune_families(options.families, parts, budget, options.ensemble)
-        log_family_runs(tracking, experiment, run_id, results)
+        log_family_runs(tracking, experiment, run_id, results, prepared)
         winner = select_winner(results, options.max_predict_ms)
         model = refit(winner, parts)
         evaluation = evaluate(model, parts.test)

@@ -23,9 +23,18 @@ from prefect.exceptions import ExternalSignal
 _METRICS_PER_BATCH = 1000
 _PARAMS_PER_BATCH = 100
 
+# MLflow 3's UI reads this experiment tag to tell model training from GenAI work; without it an
+# experiment opens on the GenAI (traces) view
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
 
 def is_local_store(tracking_uri: str) -> bool:
     return not tracking_uri.startswith(("http://", "https://", "databricks"))
+
+
+def _millis(epoch_seconds: float) -> int:
+    return int(epoch_seconds * 1000)
 
 
 def git_commit() -> str:
@@ -46,47 +55,84 @@ class Tracking:
         self.client = MlflowClient(uri, registry_uri=uri)
 
     def experiment_id(self, name: str) -> str:
-        """The experiment's id, creating it (with a local artifact folder for local stores)."""
+        """The experiment's id, creating it (with a local artifact folder for local stores).
+
+        Every experiment declares its kind (model training), older ones on first use.
+        """
         existing = self.client.get_experiment_by_name(name)
         if existing is not None:
-            return str(existing.experiment_id)
+            experiment_id = str(existing.experiment_id)
+            if existing.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+            return experiment_id
         location = None
         if is_local_store(self.uri):
             location = (self.artifact_root.resolve() / name).as_uri()
-        return str(self.client.create_experiment(name, artifact_location=location))
+        return str(
+            self.client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
+        )
 
     def start_run(
-        self, experiment: str, name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+        self,
+        experiment: str,
+        name: str,
+        tags: Mapping[str, str],
+        parent_run_id: str | None = None,
+        started_at: float | None = None,
     ) -> str:
-        """Open a run (RUNNING until ``end_run``); returns its id."""
+        """Open a run (RUNNING until ``end_run``); returns its id.
+
+        ``started_at`` (epoch seconds) back-dates the run to when its work began.
+        """
         all_tags = {"mlflow.source.git.commit": git_commit(), **tags}
         if parent_run_id is not None:
             all_tags["mlflow.parentRunId"] = parent_run_id
-        run = self.client.create_run(self.experiment_id(experiment), run_name=name, tags=all_tags)
+        run = self.client.create_run(
+            self.experiment_id(experiment),
+            start_time=None if started_at is None else _millis(started_at),
+            run_name=name,
+            tags=all_tags,
+        )
         return str(run.info.run_id)
 
-    def end_run(self, run_id: str, error: BaseException | None = None) -> None:
-        """FINISHED, or FAILED after an error, or KILLED after an interruption."""
+    def end_run(self, run_id: str, error: BaseException | None = None, ended_at: float | None = None) -> None:
+        """FINISHED, or FAILED after an error, or KILLED after an interruption (at ``ended_at``)."""
         if error is None:
             status = RunStatus.FINISHED
         elif isinstance(error, KeyboardInterrupt | SystemExit | ExternalSignal):
             status = RunStatus.KILLED  # Ctrl-C, `kill`: Prefect turns SIGTERM into TerminationSignal
         else:
             status = RunStatus.FAILED
-        self.client.set_terminated(run_id, RunStatus.to_string(status))
+        end_time = None if ended_at is None else _millis(ended_at)
+        self.client.set_terminated(run_id, RunStatus.to_string(status), end_time=end_time)
 
     @contextlib.contextmanager
     def run(
-        self, experiment: str, name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+        self,
+        experiment: str,
+        name: str,
+        tags: Mapping[str, str],
+        parent_run_id: str | None = None,
+        span: tuple[float, float] | None = None,
     ) -> Iterator[str]:
-        """A run that ends FINISHED when the block succeeds, FAILED or KILLED when it does not."""
-        run_id = self.start_run(experiment, name, tags, parent_run_id)
+        """A run that ends FINISHED when the block succeeds, FAILED or KILLED when it does not.
+
+        ``span`` (start, end; epoch seconds) gives the run the times of work done before it was
+        logged (a fit), so the UI's duration is the work's, not the logging's.
+        """
+        started_at, ended_at = span if span is not None else (None, None)
+        run_id = self.start_run(experiment, name, tags, parent_run_id, started_at)
         try:
             yield run_id
         except BaseException as error:
             self.end_run(run_id, error)
             raise
-        self.end_run(run_id)
+        self.end_run(run_id, ended_at=ended_at)
+
+    def rename_run(self, run_id: str, name: str) -> None:
+        self.client.update_run(run_id, name=name)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(key, str(value)) for key, value in params.items()]

@@ -7,13 +7,17 @@ would make a second run or a second version.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import deployment, flow_run
 from sklearn.pipeline import Pipeline
 
 from galaxy_morphology.core import plots
@@ -21,7 +25,7 @@ from galaxy_morphology.core.gate import GateDecision, GateRule
 from galaxy_morphology.core.metrics import classification_metrics
 from galaxy_morphology.core.prepare import LABEL, PreparedData
 from galaxy_morphology.core.schema import model_columns
-from galaxy_morphology.core.training import Evaluation, FamilyResult
+from galaxy_morphology.core.training import Evaluation, FamilyResult, p_elliptical
 from galaxy_morphology.io.locks import exclusive, lock_name
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.registry import Registry, ResolvedModel
@@ -38,26 +42,53 @@ def dataset_source(source: str) -> str:
     return detail
 
 
-def _metric_name(reason: str) -> str:
+TRIGGER_TAG = "galaxy.trigger"
+BUDGET_TAG = "galaxy.budget"
+DIGEST_TAG = "galaxy.data.digest"
+REVIEW_FLOW = "galaxy-review"
+
+
+def _param_name(reason: str) -> str:
     return reason.replace("(", "").replace("]", "").replace(",", "_")
+
+
+def run_trigger() -> str:
+    """What started this training: a review, a deployment's run, or a direct call (the CLI)."""
+    if flow_run.flow_name == REVIEW_FLOW:
+        return "review"
+    return "deployment" if deployment.id else "cli"
+
+
+def training_run_name(tags: Mapping[str, str], winner: str | None = None) -> str:
+    """``training-<trigger>-<budget>[-<winner>]-<digest>``: tells a quick CLI run from a review's."""
+    parts = ["training", tags[TRIGGER_TAG], tags[BUDGET_TAG], *([winner] if winner else [])]
+    return "-".join([*parts, tags[DIGEST_TAG][:8]])
 
 
 @task(name="start-training-run", cache_policy=NO_CACHE)
 def start_training_run(
     tracking: Tracking, experiment: str, prepared: PreparedData, params: dict[str, Any]
 ) -> str:
-    """Open the parent run: data provenance, split sizes, drops per reason, settings, datasets."""
-    run_id = tracking.start_run(
-        experiment,
-        f"training-{prepared.digest[:8]}",
+    """Open the parent run: data provenance, split sizes, drops per reason, settings, datasets.
+
+    Drop counts are parameters (facts of the data, mostly zero), not metric charts.
+    """
+    tags = {
+        "galaxy.data.source": prepared.source,
+        DIGEST_TAG: prepared.digest,
+        "galaxy.flow": "training",
+        TRIGGER_TAG: run_trigger(),
+        BUDGET_TAG: "quick" if params.get("quick") else "full",
+    }
+    run_id = tracking.start_run(experiment, training_run_name(tags), tags)
+    tracking.log_params(
+        run_id,
         {
-            "galaxy.data.source": prepared.source,
-            "galaxy.data.digest": prepared.digest,
-            "galaxy.flow": "training",
+            **params,
+            **{f"data.{k}": v for k, v in prepared.counts.items()},
+            **{f"dropped.{_param_name(r)}": n for r, n in prepared.dropped.items()},
         },
     )
-    tracking.log_params(run_id, {**params, **{f"data.{k}": v for k, v in prepared.counts.items()}})
-    tracking.log_metrics(run_id, {f"dropped.{_metric_name(r)}": n for r, n in prepared.dropped.items()})
     parts = prepared.split
     training = pd.concat([parts.train, parts.validation], ignore_index=True)
     source = dataset_source(prepared.source)
@@ -70,24 +101,52 @@ def start_training_run(
     return run_id
 
 
+def family_params(result: FamilyResult) -> dict[str, object]:
+    """Shared keys first (``best_params`` reads the same in every family's run), then the
+    family's own search space (``space.*``) and tuned values (``tuned.*``)."""
+    return {
+        "family": result.family,
+        "best_params": ", ".join(f"{k}={v}" for k, v in sorted(result.best_params.items())),
+        "n_candidates": result.n_candidates,
+        "reference_family": result.reference,
+        **{f"space.{k}": v for k, v in result.space.items()},
+        **{f"tuned.{k}": v for k, v in result.best_params.items()},
+    }
+
+
+def fit_span(result: FamilyResult) -> tuple[float, float] | None:
+    """When the family's search ran (start, end; epoch seconds), if known."""
+    if math.isnan(result.fit_started_at):
+        return None
+    return result.fit_started_at, result.fit_started_at + result.fit_seconds
+
+
+def log_figures(
+    tracking: Tracking, run_id: str, y_true: np.ndarray, p_elliptical: np.ndarray, title: str, path: str
+) -> None:
+    """Confusion matrix and ROC curve of one model on one split, under ``path`` of the run."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        plots.save(plots.confusion_figure(y_true, p_elliptical, title), out / "confusion_matrix.png")
+        plots.save(plots.roc_figure(y_true, p_elliptical, title), out / "roc_curve.png")
+        tracking.log_folder(run_id, out, path)
+
+
 @task(name="log-family-runs", cache_policy=NO_CACHE)
 def log_family_runs(
-    tracking: Tracking, experiment: str, parent_run_id: str, results: list[FamilyResult]
+    tracking: Tracking,
+    experiment: str,
+    parent_run_id: str,
+    results: list[FamilyResult],
+    prepared: PreparedData,
 ) -> None:
-    """One finished child run per family: search space, best parameters, CV and validation scores."""
+    """One finished child run per family, spanning its search: search space, best parameters, CV
+    and validation scores, fit time, the train and validation datasets, validation figures."""
+    parts, source = prepared.split, dataset_source(prepared.source)
     for result in results:
-        with tracking.run(
-            experiment, result.family, {"galaxy.family": result.family}, parent_run_id
-        ) as run_id:
-            tracking.log_params(
-                run_id,
-                {
-                    **{f"space.{k}": v for k, v in result.space.items()},
-                    **{f"best.{k}": v for k, v in result.best_params.items()},
-                    "n_candidates": result.n_candidates,
-                    "reference_family": result.reference,
-                },
-            )
+        tags = {"galaxy.family": result.family}
+        with tracking.run(experiment, result.family, tags, parent_run_id, fit_span(result)) as run_id:
+            tracking.log_params(run_id, family_params(result))
             tracking.log_metrics(
                 run_id,
                 {
@@ -98,14 +157,21 @@ def log_family_runs(
                     **{f"val_{k}": v for k, v in result.validation.items()},
                 },
             )
+            tracking.log_dataset(run_id, parts.train, source, "gz1-train", "training", LABEL)
+            tracking.log_dataset(run_id, parts.validation, source, "gz1-validation", "validation", LABEL)
+            proba = p_elliptical(result.estimator, parts.validation)
+            title = f"{result.family}: validation split"
+            log_figures(tracking, run_id, parts.validation[LABEL].to_numpy(), proba, title, "validation")
 
 
 @task(name="log-evaluation", cache_policy=NO_CACHE)
 def log_evaluation(
     tracking: Tracking, run_id: str, winner: str, evaluation: Evaluation, importances: pd.DataFrame
 ) -> None:
-    """Test metrics and the winner's figures, report and importances on the parent run."""
+    """Test metrics and the winner's figures, report and importances on the parent run, whose
+    name then tells the winner too."""
     tracking.set_tags(run_id, {"galaxy.winner": winner})
+    tracking.rename_run(run_id, training_run_name(tracking.run_tags(run_id), winner))
     tracking.log_metrics(
         run_id,
         {
@@ -113,14 +179,10 @@ def log_evaluation(
             **{f"test_confusion.{k}": v for k, v in evaluation.confusion.items()},
         },
     )
+    title = f"{winner}: test split"
+    log_figures(tracking, run_id, evaluation.y_true, evaluation.p_elliptical, title, "evaluation")
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
-        title = f"{winner}: test split"
-        plots.save(
-            plots.confusion_figure(evaluation.y_true, evaluation.p_elliptical, title),
-            out / "confusion_matrix.png",
-        )
-        plots.save(plots.roc_figure(evaluation.y_true, evaluation.p_elliptical, title), out / "roc_curve.png")
         (out / "classification_report.txt").write_text(evaluation.report)
         (out / "confusion_matrix.json").write_text(json.dumps(evaluation.confusion, indent=2))
         importances.to_csv(out / "feature_importances.csv", index=False)

@@ -67,7 +67,13 @@ def test_first_run_registers_a_champion_with_runs_metrics_and_artifacts(
         "test_f1_weighted",
     ):
         assert key in parent.data.metrics
-    assert parent.data.metrics["dropped.missing_value"] == 0
+    assert parent.data.params["dropped.missing_value"] == "0"  # drop counts: parameters, not charts
+    assert not any(key.startswith("dropped.") for key in parent.data.metrics)
+    digest = parent.data.tags["galaxy.data.digest"]
+    assert parent.info.run_name == f"training-cli-quick-{first_run.winner}-{digest[:8]}"
+    assert (parent.data.tags["galaxy.trigger"], parent.data.tags["galaxy.budget"]) == ("cli", "quick")
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert parent.data.params["data.train"] == str(first_run_split_size(parent, "train"))
     assert parent.data.tags["galaxy.winner"] == first_run.winner
     assert len(parent.data.tags["mlflow.source.git.commit"]) >= 7
@@ -94,9 +100,18 @@ def test_first_run_registers_a_champion_with_runs_metrics_and_artifacts(
         assert "val_f1_macro" in child.data.metrics
         assert "fit_seconds" in child.data.metrics
         assert 0 < child.data.metrics["predict_ms_one_record"] < 1_000
+        # the run spans the family's search, not the logging after it
+        duration = (child.info.end_time - child.info.start_time) / 1000
+        assert duration == pytest.approx(child.data.metrics["fit_seconds"], abs=0.002)
+        assert child.info.start_time >= parent.info.start_time
+        contexts = {inp.tags[0].value: inp.dataset.digest for inp in child.inputs.dataset_inputs}
+        assert set(contexts) == {"training", "validation"} and all(contexts.values())
+        figures = {item.path for item in client.list_artifacts(child.info.run_id, "validation")}
+        assert figures == {"validation/confusion_matrix.png", "validation/roc_curve.png"}
+        assert child.data.params["family"] == child.info.run_name
     knn = next(c for c in children if c.data.tags["mlflow.runName"] == "knn")
     assert "space.n_neighbors" in knn.data.params
-    assert "best.n_neighbors" in knn.data.params
+    assert f"n_neighbors={knn.data.params['tuned.n_neighbors']}" in knn.data.params["best_params"]
 
     version = client.get_model_version_by_alias("galaxy-morphology", "champion")
     assert str(version.version) == "1"
