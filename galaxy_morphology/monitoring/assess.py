@@ -65,18 +65,18 @@ def assess(
     return Assessment(status, checks, values, too_small, snapshot, reference_source)
 
 
-def run_metrics(assessment: Assessment, counts: dict[str, int]) -> dict[str, float]:
-    """What the monitoring run logs: every finite value, each check's outcome, the row counts."""
+def run_metrics(assessment: Assessment) -> dict[str, float]:
+    """What the monitoring run logs as metrics: every finite value, and each judged check as
+    ``check_passed.<metric>`` (1 pass, 0 fail), beside the value itself. Row counts are the
+    run's parameters, the status of every check (not computed too) its tags."""
     metrics = finite(assessment.values)
     metrics.update(
         {
-            f"check_failed.{c.metric}": float(c.status == FAIL)
+            f"check_passed.{c.metric}": float(c.status == PASS)
             for c in assessment.checks
             if c.status in (PASS, FAIL)
         }
     )
-    metrics["checks_breached"] = float(len(assessment.breached))
-    metrics.update({f"rows.{key}": float(count) for key, count in counts.items()})
     return metrics
 
 
@@ -105,6 +105,7 @@ def run_tags(assessment: Assessment, report_dir: str) -> dict[str, str]:
         "galaxy.monitoring.breached": ",".join(c.metric for c in assessment.breached) or "none",
         "galaxy.monitoring.reference": assessment.reference,
         "galaxy.monitoring.report_dir": report_dir,
+        **{f"galaxy.monitoring.check.{c.metric}": c.status for c in assessment.checks},
     }
 
 

@@ -137,7 +137,7 @@ def log_monitoring_run(
     }
     with tracking.run(experiment, f"monitor-{batch.digest[:8]}-v{model.version}", tags) as run_id:
         tracking.log_params(run_id, {f"rows.{key}": value for key, value in batch.counts.items()})
-        tracking.log_metrics(run_id, run_metrics(assessment, batch.counts))
+        tracking.log_metrics(run_id, run_metrics(assessment))
         tracking.log_folder(run_id, Path(report_folder), "report")
     return run_id
 

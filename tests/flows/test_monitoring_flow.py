@@ -129,6 +129,16 @@ def test_healthy_batch_passes_and_records_a_run(champion: Path, webhook_only: Re
     run = tracking.get_run(result.run_id)
     assert run.data.metrics["f1_macro"] >= 0.9 and "drift_share" in run.data.metrics
     assert "confusion.true_elliptical_predicted_elliptical" in run.data.metrics
+    assert {key: value for key, value in run.data.metrics.items() if key.startswith("check_passed.")} == {
+        "check_passed.f1_macro": 1.0,
+        "check_passed.recall_elliptical": 1.0,
+        "check_passed.roc_auc": 1.0,
+        "check_passed.drift_share": 1.0,
+    }
+    assert not any(key.startswith(("check_failed.", "rows.")) for key in run.data.metrics)
+    assert run.data.tags["galaxy.monitoring.check.f1_macro"] == "pass"
+    rows = {f"rows.{key}": str(count) for key, count in result.counts.items()}
+    assert rows.items() <= run.data.params.items()
     assert run.data.tags["galaxy.model.version"] == result.model_version
     assert run.data.tags["galaxy.batch.digest"] == result.batch_digest
     assert run.data.tags["galaxy.monitoring.status"] == "pass"
