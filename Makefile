@@ -29,6 +29,7 @@ run: install
 	@echo "Next:"
 	@echo "  Prefect UI:  $(BIN)/prefect server start        (then open http://127.0.0.1:4200)"
 	@echo "  MLflow UI:   $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000"
+	@echo "               (then open http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning: the runs, not the GenAI view)"
 	@echo "  Serve:       make serve                         (champion on http://127.0.0.1:5001/invocations)"
 
 serve: install

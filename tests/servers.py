@@ -187,19 +187,25 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, workdir: Path) -> Ite
     args = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_store_uri]
     args += ["--serve-artifacts", "--artifacts-destination", str(artifacts)]
     args += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = clean_env(PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    # no job runner (seven worker processes for GenAI features), as in deployments/compose.yaml
+    env = clean_env(
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"
+    )
     with serving(args, env, workdir / "mlflow-server.log", f"{uri}/health", "mlflow server"):
         yield uri
 
 
 @contextlib.contextmanager
-def prefect_server(workdir: Path, database_url: str | None = None) -> Iterator[dict[str, str]]:
-    """``prefect server start`` (on ``database_url`` when given); yields its clients' environment."""
+def prefect_server(
+    workdir: Path, database_url: str | None = None, ui: bool = False
+) -> Iterator[dict[str, str]]:
+    """``prefect server start`` (on ``database_url`` when given, serving its UI when ``ui``);
+    yields its clients' environment."""
     port = free_port()
     env = clean_env(
         PREFECT_HOME=str(workdir / "prefect-home"),
         PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
-        PREFECT_UI_ENABLED="false",
+        PREFECT_UI_ENABLED=str(ui).lower(),
         PREFECT_SERVER_API_HOST="127.0.0.1",
         PREFECT_SERVER_API_PORT=str(port),
     )

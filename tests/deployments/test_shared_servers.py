@@ -79,6 +79,8 @@ def test_the_champion_is_registered_on_the_tracking_server(trained: Stack) -> No
     assert run.info.status == "FINISHED"
     assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
     assert "test_f1_macro" in run.data.metrics
+    assert run.data.tags["galaxy.trigger"] == "deployment"
+    assert run.info.run_name.startswith("training-deployment-quick-")
 
 
 def test_the_records_live_in_postgresql(trained: Stack) -> None:
