@@ -131,7 +131,11 @@ def describe_space(space: dict[str, Any]) -> dict[str, str]:
     return described
 
 
-# Types skops may load: the pipeline's own and those its fitted estimators hold.
+# Types skops may load beyond its own defaults (which already trust scikit-learn's estimators,
+# numpy and the builtins): the pipeline's own classes and what its fitted estimators hold.
+# skops leaves two of them untrusted, sklearn.tree._tree.Tree and the boosting TreePredictor,
+# because a crafted node table crashes the compiled traversal: every loaded model passes
+# core.trees.check_trees before it scores (a crafted table is refused there).
 TRUSTED_TYPES: list[str] = [
     "galaxy_morphology.core.features.CatalogueFeatures",
     "sklearn.pipeline.Pipeline",
