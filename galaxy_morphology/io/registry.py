@@ -22,12 +22,15 @@ import skops.io
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
+from skops.io.exceptions import UntrustedTypesFoundException
 
 from galaxy_morphology.core.families import TRUSTED_TYPES
 from galaxy_morphology.core.features import input_columns
 from galaxy_morphology.core.metrics import to_labels
 from galaxy_morphology.core.schema import FEATURE_COLUMNS, SchemaError
 from galaxy_morphology.core.settings import Settings
+from galaxy_morphology.core.trees import TreeCheckError
+from galaxy_morphology.io.model_files import ModelFolderError, download_model, load_model_folder
 from galaxy_morphology.io.tracking import Tracking
 
 MODEL_NAME_IN_RUN = "model"
@@ -180,12 +183,16 @@ class Registry:
         )
 
     def load(self, resolved: ResolvedModel) -> LoadedModel:
+        """Download the version, check its folder (``io.model_files``), then load it."""
         try:
-            model = mlflow.pyfunc.load_model(resolved.uri)
+            with tempfile.TemporaryDirectory(prefix="galaxy-model-") as folder:
+                model = load_model_folder(download_model(resolved.uri, Path(folder), self.tracking.uri))
         except MlflowException as error:
             raise RegistryError(
                 f"cannot load model {resolved.requested} from {self.tracking.uri}: {error.message}"
             ) from None
+        except (ModelFolderError, UntrustedTypesFoundException, TreeCheckError) as error:
+            raise RegistryError(f"refused to load model {resolved.requested}: {error}") from None
         return LoadedModel(model, resolved, signature_columns(model))
 
     def score(self, resolved: ResolvedModel, frame: pd.DataFrame) -> pd.DataFrame:
