@@ -239,7 +239,7 @@ def serve(
     ] = None,
     settings: SettingsOption = None,
 ) -> None:
-    """Serve the registered model with MLflow's scoring server (in the foreground)."""
+    """Serve the registered model with MLflow's scoring app behind request limits (in the foreground)."""
     from galaxy_morphology.core.settings import load_settings
     from galaxy_morphology.io.registry import Registry
     from galaxy_morphology.serving.server import ServerError, serve_foreground
@@ -261,9 +261,7 @@ def serve(
         f"({serving.workers} worker(s), {serving.threads} thread(s) each)"
     )
     try:
-        code = serve_foreground(
-            resolved.uri, loaded.tracking_uri(), serving.host, serving.port, serving.workers, serving.threads
-        )
+        code = serve_foreground(resolved.uri, loaded.tracking_uri(), serving)
     except ServerError as error:
         _fail(error)
         return

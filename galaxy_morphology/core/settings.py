@@ -193,6 +193,17 @@ class ServingSettings(_Section):
     # OpenMP and BLAS threads per worker: one record gains nothing from more, and with
     # several workers or concurrent requests more threads only fight over the cores
     threads: Int = Field(1, ge=1, le=256)
+    # what one /invocations request may hold; beyond it the answer is a 4xx, never a 500
+    max_request_bytes: Int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="largest /invocations body (413 above it); about 16,000 JSON records of raw rows",
+    )
+    max_records: Int = Field(10_000, ge=1, le=10_000_000, description="most rows one request may score (413)")
+    body_timeout_seconds: Float = Field(
+        10.0, gt=0, le=3600, description="time a client has to send the whole body (408 after it)"
+    )
 
     @field_validator("host")
     @classmethod

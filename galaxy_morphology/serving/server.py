@@ -1,9 +1,10 @@
-"""Start and stop MLflow's scoring server for the registered model.
+"""Start and stop the scoring server for a registered model.
 
-The server is ``mlflow models serve --env-manager local``: the model runs in this
-project's own environment. ``mlflow`` starts ``uvicorn`` by name through a shell, so the
-virtual environment's ``bin`` folder is put first on the child's ``PATH`` whatever the
-caller's ``PATH`` is.
+The server is ``uvicorn`` running ``serving.app:create_app``: MLflow's own scoring app
+(``/ping``, ``/health``, ``/version``, ``/invocations``) behind the request limits of
+``serving.guard``, in this project's own environment. The model's files are downloaded once,
+here, into a temporary folder and checked (``io.model_files``) before any worker loads them:
+a folder edited in the artifact store is refused before anything in it runs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,25 +24,28 @@ from pathlib import Path
 from typing import IO
 
 import requests
+from mlflow.exceptions import MlflowException
+
+from galaxy_morphology.core.settings import ServingSettings
+from galaxy_morphology.io.model_files import ModelFolderError, check_model_folder, download_model
+from galaxy_morphology.serving.app import CONFIG_ENV, app_config
+from galaxy_morphology.serving.guard import Limits
 
 BIN_DIR = Path(sys.executable).parent
 READY_PATH = "/ping"
+APP_FACTORY = "galaxy_morphology.serving.app:create_app"
 
 
 class ServerError(RuntimeError):
     """The scoring server did not start (the message holds the end of its log)."""
 
 
-def serve_command(model_uri: str, host: str, port: int, workers: int = 1) -> list[str]:
-    """The ``mlflow models serve`` command line for ``model_uri``."""
+def serve_command(host: str, port: int, workers: int = 1) -> list[str]:
+    """The ``uvicorn`` command line of the scoring app (the model comes through ``CONFIG_ENV``)."""
     return [
-        str(BIN_DIR / "mlflow"),
-        "models",
-        "serve",
-        "-m",
-        model_uri,
-        "--env-manager",
-        "local",
+        str(BIN_DIR / "uvicorn"),
+        "--factory",
+        APP_FACTORY,
         "--host",
         host,
         "--port",
@@ -48,6 +53,11 @@ def serve_command(model_uri: str, host: str, port: int, workers: int = 1) -> lis
         "--workers",
         str(workers),
     ]
+
+
+def limits_of(serving: ServingSettings) -> Limits:
+    """The request limits of the ``serving`` settings."""
+    return Limits(serving.max_request_bytes, serving.max_records, serving.body_timeout_seconds)
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -81,13 +91,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 @dataclass
 class ScoringServer:
-    """A running scoring server (``mlflow`` and its ``uvicorn`` child, in their own process group)."""
+    """A running scoring server (``uvicorn`` and its workers, in their own process group)."""
 
     process: subprocess.Popen[bytes]
     url: str
     model_uri: str
     log_path: Path | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
+    _model_folder: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -106,11 +117,14 @@ class ScoringServer:
             except subprocess.TimeoutExpired:
                 _signal_group(self.process, signal.SIGKILL)
                 self.process.wait(timeout)
-        # uvicorn may outlive mlflow for an instant: make sure the group is gone
+        # a worker may outlive the supervisor for an instant: make sure the group is gone
         _signal_group(self.process, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._model_folder is not None:
+            self._model_folder.cleanup()
+            self._model_folder = None
         return self.process.returncode
 
     def __enter__(self) -> ScoringServer:
@@ -135,20 +149,33 @@ def start_server(
     wait: bool = True,
     timeout: float = 120.0,
     threads: int = 1,
+    limits: Limits | None = None,
 ) -> ScoringServer:
-    """Start the scoring server in the background; with ``wait``, return once /ping answers."""
+    """Start the scoring server in the background; with ``wait``, return once /ping answers.
+
+    The model is downloaded and checked first: an unknown or tampered model fails here, with
+    ``ServerError``, before any process starts. ``limits`` default to the settings' defaults.
+    """
     port = port or free_port(host)
-    log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - closed by stop()
-    process = subprocess.Popen(
-        serve_command(model_uri, host, port, workers),
-        env=serve_env(tracking_uri, threads),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT if log is not None else None,
-        start_new_session=True,  # its own process group: stop() signals mlflow and uvicorn
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-    )
-    server = ScoringServer(process, f"http://{_url_host(host)}:{port}", model_uri, log_path, log)
+    folder = tempfile.TemporaryDirectory(prefix="galaxy-serving-")
+    try:
+        model_folder = _checked_model(model_uri, tracking_uri, Path(folder.name))
+        env = serve_env(tracking_uri, threads)
+        env[CONFIG_ENV] = app_config(model_folder, limits or limits_of(ServingSettings()))
+        log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - closed by stop()
+        process = subprocess.Popen(
+            serve_command(host, port, workers),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT if log is not None else None,
+            start_new_session=True,  # its own process group: stop() signals uvicorn and its workers
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+    except BaseException:
+        folder.cleanup()
+        raise
+    server = ScoringServer(process, f"http://{_url_host(host)}:{port}", model_uri, log_path, log, folder)
     if wait:
         try:
             wait_until_ready(server, timeout)
@@ -156,6 +183,17 @@ def start_server(
             server.stop()
             raise
     return server
+
+
+def _checked_model(model_uri: str, tracking_uri: str, folder: Path) -> Path:
+    try:
+        local = download_model(model_uri, folder, tracking_uri)
+        check_model_folder(local)
+    except MlflowException as error:
+        raise ServerError(f"cannot fetch model {model_uri} from {tracking_uri}: {error.message}") from None
+    except ModelFolderError as error:
+        raise ServerError(f"refused to serve model {model_uri}: {error}") from None
+    return local
 
 
 def _url_host(host: str) -> str:
@@ -190,11 +228,18 @@ def wait_until_ready(server: ScoringServer, timeout: float = 120.0) -> None:
             time.sleep(0.2)
 
 
-def serve_foreground(
-    model_uri: str, tracking_uri: str, host: str, port: int, workers: int, threads: int = 1
-) -> int:
+def serve_foreground(model_uri: str, tracking_uri: str, serving: ServingSettings) -> int:
     """Run the server until it exits or this process gets SIGINT / SIGTERM; return its exit code."""
-    server = start_server(model_uri, tracking_uri, host, port, workers, wait=False, threads=threads)
+    server = start_server(
+        model_uri,
+        tracking_uri,
+        serving.host,
+        serving.port,
+        serving.workers,
+        wait=False,
+        threads=serving.threads,
+        limits=limits_of(serving),
+    )
     stopped: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
