@@ -15,11 +15,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # mlflow, SQLAlchemy and psycopg pinned to the project's versions (requirements.lock), the set
 # tests/deployments/test_shared_servers.py runs against PostgreSQL: SQLAlchemy 2.1 maps
 # postgresql:// to psycopg 3. A named volume mounted on /mlartifacts starts with this folder's
-# owner, so the server can write.
-RUN pip install mlflow==3.17.2 SQLAlchemy==2.1.9 "psycopg[binary]==3.3.9" \
+# owner, so the server can write. Flask-WTF (with WTForms) is what `--app-name basic-auth` needs
+# (mlflow's "auth" extra; ../compose.auth.yaml turns it on); its users live on /mlflow-auth.
+RUN pip install mlflow==3.17.2 SQLAlchemy==2.1.9 "psycopg[binary]==3.3.9" Flask-WTF==1.3.0 WTForms==3.3.2 \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin mlflow \
-    && mkdir /mlartifacts \
-    && chown mlflow:mlflow /mlartifacts
+    && mkdir /mlartifacts /mlflow-auth \
+    && chown mlflow:mlflow /mlartifacts /mlflow-auth
 
 USER 10001
 WORKDIR /home/mlflow

@@ -26,6 +26,13 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENTS = REPO / "deployments"
 COMPOSE = DEPLOYMENTS / "compose.yaml"
 DASK_OVERRIDE = DEPLOYMENTS / "compose.dask.yaml"
+AUTH_OVERRIDE = DEPLOYMENTS / "compose.auth.yaml"
+AUTH_INI = DEPLOYMENTS / "compose" / "mlflow-basic-auth.ini"
+AUTH_SECRETS = {
+    "PREFECT_AUTH_STRING": "galaxy:prefect-secret",
+    "MLFLOW_ADMIN_PASSWORD": "mlflow-admin-secret",
+    "MLFLOW_SECRET_KEY": "flask-secret",
+}
 COMPOSE_DIR = DEPLOYMENTS / "compose"
 INIT_SQL = COMPOSE_DIR / "postgres-init.sql"
 WORKER_DOCKERFILE = COMPOSE_DIR / "worker.Dockerfile"
@@ -75,7 +82,11 @@ class Compose:
         }
 
     def run(
-        self, *files: Path, args: tuple[str, ...] = ("config",), project_directory: Path | None = None
+        self,
+        *files: Path,
+        args: tuple[str, ...] = ("config",),
+        project_directory: Path | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         command = [self.executable, "--env-file", str(self.env_file)]
         if project_directory is not None:
@@ -85,11 +96,16 @@ class Compose:
         for profile in sorted(PROFILES):
             command += ["--profile", profile]
         return subprocess.run(
-            [*command, *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120
+            [*command, *args],
+            cwd=REPO,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
-    def resolved(self, *files: Path) -> Config:
-        result = self.run(*files)
+    def resolved(self, *files: Path, extra_env: dict[str, str] | None = None) -> Config:
+        result = self.run(*files, extra_env=extra_env)
         assert result.returncode == 0, result.stdout + result.stderr
         config = yaml.safe_load(result.stdout)
         assert isinstance(config, dict)
@@ -111,6 +127,11 @@ def config(compose: Compose) -> Config:
 @pytest.fixture(scope="module")
 def dask_config(compose: Compose) -> Config:
     return compose.resolved(COMPOSE, DASK_OVERRIDE)
+
+
+@pytest.fixture(scope="module")
+def auth_config(compose: Compose) -> Config:
+    return compose.resolved(COMPOSE, AUTH_OVERRIDE, extra_env=AUTH_SECRETS)
 
 
 def mounts(service: Config) -> dict[str, str]:
@@ -465,3 +486,55 @@ def test_root_ignore_file_admits_what_the_images_copy_and_no_local_state() -> No
 def test_hadolint_is_clean(dockerfile: Path) -> None:
     result = hadolint(dockerfile)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- authentication (compose.auth.yaml) -------------------------------------------------------
+
+
+def test_without_the_auth_file_the_servers_have_no_authentication(config: Config) -> None:
+    """The plain stack is for one host: every port on 127.0.0.1, no credentials configured."""
+    services = config["services"]
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in services["prefect-server"]["environment"]
+    assert "--app-name" not in command(services["mlflow"])
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), name
+
+
+def test_the_auth_file_turns_on_prefect_and_mlflow_authentication(auth_config: Config) -> None:
+    services = auth_config["services"]
+    prefect_server = services["prefect-server"]["environment"]
+    assert prefect_server["PREFECT_SERVER_API_AUTH_STRING"] == AUTH_SECRETS["PREFECT_AUTH_STRING"]
+    worker = services["worker"]["environment"]
+    assert worker["PREFECT_API_AUTH_STRING"] == AUTH_SECRETS["PREFECT_AUTH_STRING"]
+    assert (worker["MLFLOW_TRACKING_USERNAME"], worker["MLFLOW_TRACKING_PASSWORD"]) == (
+        "admin",
+        AUTH_SECRETS["MLFLOW_ADMIN_PASSWORD"],
+    )
+    mlflow = services["mlflow"]
+    arguments = command(mlflow)
+    assert option(arguments, "--app-name") == "basic-auth"
+    assert option(arguments, "--backend-store-uri") == "postgresql://galaxy:galaxy@postgres:5432/mlflow"
+    env = mlflow["environment"]
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == AUTH_SECRETS["MLFLOW_ADMIN_PASSWORD"]
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == AUTH_SECRETS["MLFLOW_SECRET_KEY"]
+    config_path = env["MLFLOW_AUTH_CONFIG_PATH"]
+    assert same_path(mounts(mlflow)[config_path], AUTH_INI)
+    ini = AUTH_INI.read_text()
+    assert "admin_password" not in ini  # the password comes from the environment only
+    database = re.search(r"^database_uri = sqlite:///(/\S+)/basic_auth.db$", ini, flags=re.MULTILINE)
+    assert database is not None and mounts(mlflow)[database.group(1)] == "mlflow-auth"
+    # the image has what basic-auth imports, and a folder the server user owns for its users
+    dockerfile = MLFLOW_DOCKERFILE.read_text()
+    assert "Flask-WTF==" in dockerfile and "chown mlflow:mlflow /mlartifacts /mlflow-auth" in dockerfile
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), name
+
+
+@pytest.mark.parametrize("missing", sorted(AUTH_SECRETS))
+def test_the_auth_file_refuses_to_start_without_a_secret(compose: Compose, missing: str) -> None:
+    secrets = {name: value for name, value in AUTH_SECRETS.items() if name != missing}
+    result = compose.run(COMPOSE, AUTH_OVERRIDE, args=("config", "-q"), extra_env=secrets)
+    assert result.returncode != 0
+    assert missing in result.stdout + result.stderr
