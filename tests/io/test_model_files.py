@@ -26,6 +26,8 @@ from galaxy_morphology.io.model_files import INSTALLED_MODEL_CODE, ModelFolderEr
 from galaxy_morphology.io.registry import Registry, RegistryError, log_pyfunc
 from galaxy_morphology.io.tracking import Tracking
 from galaxy_morphology.serving.pyfunc import MODEL_CODE
+from tests.core.test_trees import fitted as fitted_with_trees
+from tests.core.test_trees import tree_nodes
 from tests.factories import raw_frame
 
 NAME = "galaxy-morphology"
@@ -158,11 +160,8 @@ def test_check_model_folder_names_a_missing_mlmodel(tmp_path: Path) -> None:
 def test_a_crafted_boosting_tree_does_not_load(logged: tuple[Registry, Path]) -> None:
     """skops leaves ``TreePredictor`` untrusted; the project trusts it only with its node check."""
     registry, stored = logged
-    pipeline = build_pipeline("hist_gradient_boosting", 0).set_params(classifier__max_iter=3)
-    frame = raw_frame(n_spiral=20, n_elliptical=10, n_uncertain=0)
-    pipeline.fit(frame[list(FEATURE_COLUMNS)], frame["elliptical"])
-    predictor = next(p for iteration in pipeline[-1]._predictors for p in iteration if len(p.nodes) > 1)
-    predictor.nodes["left"][0] = 1_000_000_000
+    pipeline = fitted_with_trees("hist_gradient_boosting")
+    tree_nodes(pipeline)["left"][0] = 1_000_000_000
     skops.io.dump(pipeline, stored / "artifacts" / "pipeline.skops")
     with pytest.raises(RegistryError, match="outside nodes"):
         load(registry)
