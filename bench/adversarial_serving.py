@@ -87,7 +87,10 @@ def under_load(url: str, clients: int, seconds: float, hostile_every: int, hosti
             sent += 1
             if sent % hostile_every == 0:
                 send, expected = hostile[(number + sent) % len(hostile)]
-                outcome = "hostile refused" if not problems(send(url), expected) else "hostile WRONG"
+                try:
+                    outcome = "hostile refused" if not problems(send(url), expected) else "hostile WRONG"
+                except OSError:
+                    outcome = "hostile cut off (connection error)"
             else:
                 try:
                     response = session.post(

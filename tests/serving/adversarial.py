@@ -20,6 +20,8 @@ import requests
 from tests.factories import raw_frame
 
 INSTALL_MARKERS = (sys.prefix, "site-packages", "Traceback")
+# the status recorded when the server reset the connection before its answer could be read
+RESET = 0
 MAX_ANSWER_BYTES = 10_000
 
 
@@ -51,8 +53,12 @@ def raw_exchange(url: str, head: bytes, body: bytes = b"", pause: float = 0.0) -
         sock.sendall(head + body)
         time.sleep(pause)
         chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            if not chunks:
+                return Answer(RESET, b"")
     raw = b"".join(chunks)
     status_line, _, rest = raw.partition(b"\r\n")
     return Answer(int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2])
@@ -77,8 +83,12 @@ def chunked_exchange(url: str, total: int, size: int = 1 << 16) -> Answer:
         for _ in range(total // size):
             sock.sendall(f"{size:x}\r\n".encode() + b"x" * size + b"\r\n")
         chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            if not chunks:
+                return Answer(RESET, b"")
     raw = b"".join(chunks)
     status_line, _, rest = raw.partition(b"\r\n")
     return Answer(int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2])
@@ -91,8 +101,11 @@ def _split(index: int) -> str:
     )
 
 
-def cases(max_request_bytes: int, body_timeout: float) -> dict[str, tuple[Callable[[str], Answer], int]]:
-    """name -> (send it to a server URL, the status expected), for a server with these limits."""
+Expected = int | tuple[int, ...]
+
+
+def cases(max_request_bytes: int, body_timeout: float) -> dict[str, tuple[Callable[[str], Answer], Expected]]:
+    """name -> (send it to a server URL, the status or statuses expected), for these limits."""
     one = records(1)[0]
     return {
         "no Content-Type": (
@@ -107,17 +120,19 @@ def cases(max_request_bytes: int, body_timeout: float) -> dict[str, tuple[Callab
         ),
         "JSON nested 100,000 levels": (json_post("[" * 100_000 + "]" * 100_000), 400),
         "a 62 MB body (Content-Length)": (lambda url: raw_exchange(url, invocations_head(62_000_000)), 413),
-        # sent up to just past the limit: the server stops reading there, with nothing left unread
+        # the server answers 413 as soon as the limit is passed and closes the connection; when
+        # some of the body is still unread then (a loaded machine reads slowly), the kernel resets
+        # the connection and the 413 can be lost before the client reads it: both mean refused
         "a chunked body past the limit": (
             lambda url: chunked_exchange(url, max_request_bytes + (1 << 16)),
-            413,
+            (413, RESET),
         ),
         "100,000 records": (json_post(json.dumps({"dataframe_records": [{}] * 100_000})), 413),
-        "a 50 MB string": (
+        "a 50 MB string": (  # its first 64 KiB sent: may be unread when refused, like the above
             lambda url: raw_exchange(
                 url, invocations_head(50_000_100), b'{"dataframe_records": [{"mag_r": "' + b"x" * 65536
             ),
-            413,
+            (413, RESET),
         ),
         "a 4 MB string is not echoed": (
             json_post(json.dumps({"dataframe_records": [dict(one, mag_r="x" * 4_000_000)]})),
@@ -147,10 +162,10 @@ def cases(max_request_bytes: int, body_timeout: float) -> dict[str, tuple[Callab
     }
 
 
-def problems(answer: Answer, expected: int) -> list[str]:
+def problems(answer: Answer, expected: Expected) -> list[str]:
     """What is wrong with ``answer`` to a malformed request (empty when all is well)."""
     found = []
-    if answer.status != expected:
+    if answer.status not in (expected if isinstance(expected, tuple) else (expected,)):
         found.append(f"status {answer.status}, expected {expected}")
     text = answer.body.decode("utf-8", errors="replace")
     if "stack_trace" in text:
