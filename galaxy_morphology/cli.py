@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from galaxy_morphology.core.settings import SETTINGS_FILE_ENV, SettingsError
+from galaxy_morphology.core.settings import FAMILY_NAMES, SETTINGS_FILE_ENV, SettingsError
 
 app = typer.Typer(
     help="galaxy-morphology: classify SDSS galaxies as elliptical or spiral (Galaxy Zoo 1 labels).",
@@ -18,7 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Source = Literal["snapshot", "skyserver"]
+Source = Literal["settings", "snapshot", "skyserver"]
 # galaxy monitor: 0 pass, 1 a metric left its range, 3 the batch could not be judged
 MONITOR_EXIT_CODES = {"breach": 1, "insufficient": 3}
 SettingsOption = Annotated[
@@ -69,8 +69,11 @@ def _use_settings_file(path: Path | None) -> None:
         os.environ[SETTINGS_FILE_ENV] = str(path)
 
 
-def _check_source(source: str | None) -> Source | None:
-    if source is not None and source not in ("snapshot", "skyserver"):
+def _check_source(source: str | None) -> Source:
+    """The flows' ``source`` parameter: ``settings`` when no --source is given."""
+    if source is None:
+        return "settings"
+    if source not in ("snapshot", "skyserver"):
         raise typer.BadParameter(f"must be snapshot or skyserver, got {source!r}", param_hint="--source")
     return source  # type: ignore[return-value]
 
@@ -86,8 +89,18 @@ def user_errors() -> tuple[type[Exception], ...]:
     from galaxy_morphology.io.tables import TableError
     from galaxy_morphology.monitoring.batch import BatchError
     from galaxy_morphology.tasks.classify import ClassifyError
+    from galaxy_morphology.tasks.review import ReviewDecisionError
 
-    return (SettingsError, SchemaError, TableError, IngestError, RegistryError, BatchError, ClassifyError)
+    return (
+        SettingsError,
+        SchemaError,
+        TableError,
+        IngestError,
+        RegistryError,
+        BatchError,
+        ClassifyError,
+        ReviewDecisionError,
+    )
 
 
 def _fail(error: Exception) -> None:
@@ -111,7 +124,7 @@ def ingest(
     _use_settings_file(settings)
     try:
         prepared = data_flow(
-            source=_check_source(source), snapshot=str(snapshot) if snapshot else None, max_rows=max_rows
+            source=_check_source(source), snapshot=str(snapshot or ""), max_rows=max_rows or 0
         )
     except user_errors() as error:
         _fail(error)
@@ -142,17 +155,22 @@ def train(
     from galaxy_morphology.flows.training import training_flow
 
     _use_settings_file(settings)
+    unknown = sorted(set(family or ()) - set(FAMILY_NAMES))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown family {unknown}: choose from {list(FAMILY_NAMES)}", param_hint="--family"
+        )
     if search is not None and search not in ("random", "halving"):
         raise typer.BadParameter(f"must be random or halving, got {search!r}", param_hint="--search")
-    chosen: Literal["random", "halving"] | None = search  # type: ignore[assignment]  # checked above
+    chosen: Literal["settings", "random", "halving"] = search or "settings"  # type: ignore[assignment]
     try:
         summary = training_flow(
             source=_check_source(source),
-            snapshot=str(snapshot) if snapshot else None,
-            n_iter=n_iter,
+            snapshot=str(snapshot or ""),
+            n_iter=n_iter or 0,
             quick=quick,
             search=chosen,
-            families=family or None,
+            families=tuple(family or ()),  # type: ignore[arg-type]  # the flow validates the names
         )
     except user_errors() as error:
         _fail(error)
@@ -203,10 +221,10 @@ def monitor(
     _use_settings_file(settings)
     try:
         result = monitoring_flow(
-            batch_path=str(batch) if batch else None,
-            model_uri=model_uri,
-            after_specobjid=after_specobjid,
-            rows=rows,
+            batch_path=str(batch or ""),
+            model_uri=model_uri or "",
+            after_specobjid=-1 if after_specobjid is None else after_specobjid,
+            rows=rows or 0,
         )
     except user_errors() as error:
         _fail(error)
@@ -290,7 +308,7 @@ def classify(
             input_path=str(input),
             output_path=str(output),
             only_unlabelled=only_unlabelled,
-            model_uri=model_uri,
+            model_uri=model_uri or "",
         )
     except user_errors() as error:
         _fail(error)
@@ -307,36 +325,107 @@ def classify(
     typer.echo(f"rejects:     {summary.rejects_path}")
 
 
-@app.command()
+review_app = typer.Typer(
+    help="The retraining review: run it (no subcommand), or decide a paused one (decide).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(review_app, name="review")
+Budget = Literal["champion", "full", "quick"]
+
+
+@review_app.callback()
 def review(
+    context: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="review even when none is due")] = False,
     source: SourceOption = None,
     snapshot: SnapshotOption = None,
-    quick: Annotated[bool, typer.Option("--quick", help="small search budget, for tests and demos")] = False,
+    budget: Annotated[
+        str,
+        typer.Option(
+            "--budget",
+            help="challenger's search budget: champion (the champion's own), full (settings) or quick",
+        ),
+    ] = "champion",
+    quick: Annotated[bool, typer.Option("--quick", help="same as --budget quick (a demo budget)")] = False,
     settings: SettingsOption = None,
 ) -> None:
-    """Run the retraining review: challenger vs champion, then wait for a maintainer's decision.
+    """Run the retraining review: train a challenger (with the champion's budget), compare it with
+    the champion, then wait for a maintainer's decision.
 
-    The decision is given by resuming the paused run in the Prefect UI (its input form).
+    While it waits it prints the flow run id: decide with `galaxy review decide FLOW_RUN_ID ...`
+    from another terminal, or in the Prefect UI when PREFECT_API_URL points at a `prefect server
+    start` (this command's temporary Prefect server has no UI).
     """
+    if context.invoked_subcommand is not None:
+        return
     from galaxy_morphology.flows.review import review_flow
 
+    if budget not in ("champion", "full", "quick"):
+        raise typer.BadParameter(f"must be champion, full or quick, got {budget!r}", param_hint="--budget")
+    chosen: Budget = "quick" if quick else budget  # type: ignore[assignment]  # checked above
     _use_settings_file(settings)
     try:
         summary = review_flow(
-            force=force,
-            source=_check_source(source),
-            snapshot=str(snapshot) if snapshot else None,
-            quick=quick,
+            force=force, source=_check_source(source), snapshot=str(snapshot or ""), budget=chosen
         )
     except user_errors() as error:
         _fail(error)
         return
     typer.echo(f"review: {summary.outcome}" + (f" ({'; '.join(summary.reasons)})" if summary.reasons else ""))
     if summary.challenger:
-        typer.echo(f"challenger: version {summary.challenger}; reviewer {summary.reviewer or '-'}")
-        typer.echo(f"comment: {summary.comment}")
+        typer.echo(f"compared: {summary.headline}")
+        typer.echo(f"challenger budget: {summary.challenger_budget}")
+        typer.echo(
+            f"decision: {summary.outcome} by {summary.reviewer or 'nobody'}; comment: {summary.comment}"
+        )
+        if summary.override_reason:
+            typer.echo(f"override: {summary.override_reason}")
     typer.echo(f"champion: version {summary.champion_after}")
+
+
+@review_app.command()
+def decide(
+    flow_run_id: Annotated[
+        str, typer.Argument(help="the paused galaxy-review flow run (printed while it waits)")
+    ],
+    approve: Annotated[
+        bool,
+        typer.Option(
+            "--approve/--reject",
+            help="approve: the challenger goes into service; reject: the champion stays",
+            show_default=False,
+        ),
+    ],
+    reviewer: Annotated[str, typer.Option("--reviewer", help="who decides (recorded with the decision)")],
+    comment: Annotated[str, typer.Option("--comment", help="why (recorded with the decision)")] = "",
+    override_reason: Annotated[
+        str,
+        typer.Option(
+            "--override-reason", help="needed to approve a challenger worse than the champion on macro F1"
+        ),
+    ] = "",
+) -> None:
+    """Decide a paused retraining review, as the Resume form of the Prefect UI does.
+
+    Use the same Prefect API as the review (PREFECT_API_URL, or the same Prefect home for the
+    temporary server). The review run records the decision and moves the alias on approval.
+    """
+    from galaxy_morphology.tasks.review import submit_decision
+
+    answer = {
+        "approve": approve,
+        "reviewer": reviewer,
+        "comment": comment,
+        "override_reason": override_reason,
+    }
+    try:
+        name = submit_decision(flow_run_id, answer)
+    except user_errors() as error:
+        _fail(error)
+        return
+    verdict = "approved" if approve else "rejected"
+    typer.echo(f"{verdict} by {reviewer}: review {name} ({flow_run_id}) resumes and records the decision")
 
 
 if __name__ == "__main__":

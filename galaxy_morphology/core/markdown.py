@@ -27,10 +27,11 @@ def training_markdown(
     decision: Any,
     model_name: str,
     version: str,
-    run_id: str,
+    links: Mapping[str, str],
     source: str,
     counts: Mapping[str, int],
 ) -> str:
+    """``links``: markdown links to the MLflow run, the model version and the evaluation figures."""
     family_rows = [
         (
             f"**{r.family}**" if r.family == winner else r.family,
@@ -49,6 +50,8 @@ def training_markdown(
     return "\n\n".join(
         [
             f"# Training run: winner **{winner}**, {model_name} v{version} -> `{decision.alias}`",
+            f"MLflow: {links['run']}; model version {links['version']}; test split figures: "
+            f"{links['confusion']}, {links['roc']}.",
             f"Data: `{source}`; rows: " + ", ".join(f"{key} {value}" for key, value in counts.items()),
             "## Families (tuned on train by stratified K-fold CV, compared on validation)",
             markdown_table(
@@ -69,6 +72,5 @@ def training_markdown(
             markdown_table(["metric", "value"], metric_rows),
             "## Champion gate",
             f"Decision: **{decision.alias}**. {decision.reason}.",
-            f"MLflow run: `{run_id}`",
         ]
     )

@@ -178,6 +178,12 @@ class MlflowSettings(_Section):
     experiment: str = "galaxy-morphology"
     monitoring_experiment: str = "galaxy-morphology-monitoring"
     review_experiment: str = "galaxy-morphology-review"
+    ui_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description="the MLflow UI's address, for links in Prefect artifacts (e.g. http://127.0.0.1:5000 "
+        "where `mlflow ui` runs); None: the tracking URI when it is http(s), else no links",
+    )
     model_name: str = "galaxy-morphology"
     model_alias: str = Field(
         "champion",

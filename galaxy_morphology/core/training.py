@@ -41,6 +41,11 @@ class SearchBudget:
     seed: int
     halving_factor: int = 3
     dask_address: str | None = None
+    name: str = "full"  # full | quick | custom: how the budget was chosen
+
+    def describe(self) -> str:
+        each = f"{self.n_iter} candidates x {self.cv_folds}-fold CV per family"
+        return f"{self.name}: {self.search} search, {each}"
 
 
 @dataclass

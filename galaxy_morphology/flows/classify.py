@@ -74,12 +74,22 @@ def classify_flow(
     input_path: str,
     output_path: str,
     only_unlabelled: bool = False,
-    model_uri: str | None = None,
-    settings_file: str | None = None,
+    model_uri: str = "",
+    settings_file: str = "",
 ) -> ClassifySummary:
-    """Classify every row of a catalogue file; invalid rows go to a rejects file beside the output."""
+    """Classify every row of a catalogue file; invalid rows go to a rejects file beside the output.
+
+    Quick run opens the run form: input_path and output_path have no default.
+
+    Args:
+        input_path: Catalogue to classify: CSV, CSV.gz or Parquet with the model's input columns.
+        output_path: Predictions Parquet file to write (rejects go to <stem>.rejects.parquet beside it).
+        only_unlabelled: Classify only the rows whose GZ1 `uncertain` flag is 1.
+        model_uri: Model to use, e.g. models:/galaxy-morphology/3; empty: the in-service alias.
+        settings_file: Settings YAML; empty: settings.yaml in the worker's folder (or $GALAXY_SETTINGS_FILE).
+    """
     settings = load_settings(None, Path(settings_file) if settings_file else None)
-    model = load_model(Registry.from_settings(settings), model_uri)
+    model = load_model(Registry.from_settings(settings), model_uri or None)
     output = Path(output_path)
     counts = classify_file_task(
         Path(input_path), output, model, settings.classify.chunk_rows, only_unlabelled

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 from prefect import flow
@@ -37,16 +37,37 @@ def prepare_data(settings: Settings) -> PreparedData:
     return PreparedData(source, counts, dropped, parts, unlabelled, digest(labelled))
 
 
+# a flow parameter's "settings" (or an empty text, or 0) leaves the value in settings.yaml
+Source = Literal["settings", "snapshot", "skyserver"]
+
+
+def data_overrides(source: Source, snapshot: str) -> dict[str, Any]:
+    """Settings overrides from the flows' data parameters (None: keep the settings' value)."""
+    return {"data": {"source": None if source == "settings" else source, "snapshot_path": snapshot or None}}
+
+
+def settings_path(settings_file: str) -> Path | None:
+    return Path(settings_file) if settings_file else None
+
+
 @flow(name="galaxy-data")
 def data_flow(
-    source: Literal["snapshot", "skyserver"] | None = None,
-    snapshot: str | None = None,
-    settings_file: str | None = None,
-    max_rows: int | None = None,
+    source: Source = "settings",
+    snapshot: str = "",
+    settings_file: str = "",
+    max_rows: int = 0,
 ) -> PreparedData:
-    """Ingest the GZ1 table and hand back a clean, labelled, split table."""
-    settings = load_settings(
-        {"data": {"source": source, "snapshot_path": snapshot}, "skyserver": {"max_rows": max_rows}},
-        Path(settings_file) if settings_file else None,
-    )
-    return prepare_data(settings)
+    """Ingest the GZ1 table and hand back a clean, labelled, split table; rows per step and per
+    drop reason are logged and published as artifacts.
+
+    Prefect's Quick run reads the source named in settings.yaml (the shared snapshot by default).
+
+    Args:
+        source: Where the rows come from: `settings` (data.source in settings.yaml), the
+            `snapshot` file, or SDSS `skyserver` (paged, cached queries).
+        snapshot: Snapshot file (CSV, CSV.gz or Parquet) for source snapshot; empty: data.snapshot_path.
+        settings_file: Settings YAML; empty: settings.yaml in the worker's folder (or $GALAXY_SETTINGS_FILE).
+        max_rows: SkyServer only: fetch the first N rows (a quick try); 0: every row.
+    """
+    overrides = {**data_overrides(source, snapshot), "skyserver": {"max_rows": max_rows or None}}
+    return prepare_data(load_settings(overrides, settings_path(settings_file)))

@@ -4,32 +4,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from galaxy_morphology.core.links import links_for
 from galaxy_morphology.core.review import (
-    APPROVED,
-    REJECTED,
-    TIMED_OUT,
+    BudgetChoice,
     ChampionInfo,
+    Comparison,
+    DecisionRecord,
     ReviewState,
+    challenger_budget,
     comparison_markdown,
+    decided_section,
+    decision_markdown,
+    decision_record,
     due_reasons,
+    how_to_decide,
     not_due_message,
+    pending_section,
 )
 from galaxy_morphology.core.settings import Settings, load_settings
-from galaxy_morphology.flows.data import prepare_data
-from galaxy_morphology.flows.training import train_on
+from galaxy_morphology.flows.data import Source, data_overrides, prepare_data, settings_path
+from galaxy_morphology.flows.training import search_budget, train_on
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.registry import Registry
 from galaxy_morphology.tasks.review import (
-    apply_decision,
+    ReviewDecision,
     compare,
+    current_flow_run_id,
+    decision_form,
+    decision_ui_url,
     log_review_run,
+    publish_comparison,
+    publish_decision,
     read_review_state,
+    record_decision,
     wait_for_decision,
 )
 
@@ -46,6 +57,9 @@ class ReviewSummary:
     comment: str = ""
     champion_metrics: dict[str, float] = field(default_factory=dict)
     challenger_metrics: dict[str, float] = field(default_factory=dict)
+    override_reason: str = ""
+    challenger_budget: str = ""
+    headline: str = ""
 
 
 def skip_review(state: ReviewState, registry: Registry, max_age_days: int, now: datetime) -> ReviewSummary:
@@ -59,63 +73,97 @@ def skip_review(state: ReviewState, registry: Registry, max_age_days: int, now: 
     return ReviewSummary(outcome="not_due", champion_before=version, champion_after=version)
 
 
-def run_review(
-    settings: Settings, registry: Registry, champion: ChampionInfo, reasons: list[str], quick: bool
-) -> ReviewSummary:
-    """Train a challenger on today's data, score both on the same test rows, wait for a human."""
+def challenger_for(
+    settings: Settings, registry: Registry, champion: ChampionInfo, reasons: list[str], choice: BudgetChoice
+) -> Comparison:
+    """Train a challenger on today's data (the champion's budget unless asked otherwise) and
+    score both on the same test rows."""
     prepared = prepare_data(settings)
-    trained = train_on(settings, prepared, quick, promote=False)
-    comparison = compare(registry, champion, trained.version, trained.run_id, prepared, reasons)
-    run_id = log_review_run(registry, settings.mlflow.review_experiment, comparison)
-    markdown = comparison_markdown(comparison)
-    create_markdown_artifact(key="review-comparison", markdown=markdown, description="Champion vs challenger")
-    timeout = settings.review.decision_timeout_seconds
-    run_logger().info("waiting up to %d s for a maintainer's decision (resume this run in the UI)", timeout)
-    decision = wait_for_decision(timeout)
+    full, quick = search_budget(settings, quick=False), search_budget(settings, quick=True)
+    budget = challenger_budget(choice, champion.budget, full, quick)
+    run_logger().info("challenger budget: %s (%s)", budget[0].describe(), budget[1])
+    trained = train_on(settings, prepared, budget[0], promote=False)
+    links = links_for(settings)
+    return compare(registry, champion, (trained.version, trained.run_id), prepared, budget, reasons, links)
+
+
+def answer_of(decision: ReviewDecision | None) -> tuple[bool, str, str, str] | None:
     if decision is None:
-        outcome, reviewer, comment = TIMED_OUT, "", f"no decision within {timeout} s: champion kept"
-    else:
-        outcome = APPROVED if decision.approve else REJECTED
-        reviewer, comment = decision.reviewer, decision.comment
-    after = apply_decision(registry, trained.version, run_id, outcome, reviewer, comment, datetime.now(UTC))
+        return None
+    return decision.approve, decision.reviewer, decision.comment, decision.override_reason
+
+
+def decide(settings: Settings, registry: Registry, comparison: Comparison) -> tuple[DecisionRecord, str]:
+    """Publish the comparison, wait for a maintainer, record the decision everywhere."""
+    timeout, links = settings.review.decision_timeout_seconds, links_for(settings)
+    instructions = how_to_decide(current_flow_run_id(), decision_ui_url())
+    pending = comparison_markdown(comparison, pending_section(comparison, instructions, timeout))
+    run_id = log_review_run(registry, settings.mlflow.review_experiment, comparison, pending)
+    artifact = publish_comparison(pending)
+    run_logger().info("waiting up to %d s for a maintainer's decision. %s", timeout, instructions)
+    answer = answer_of(wait_for_decision(decision_form(comparison), timeout))
+    record = decision_record(comparison, datetime.now(UTC), timeout, answer)
+    final = comparison_markdown(comparison, decided_section(comparison, record))
+    record_decision(registry, comparison, record, run_id, final)
+    publish_decision(artifact, final, decision_markdown(comparison, record, links.run(run_id)))
+    return record, run_id
+
+
+def run_review(
+    settings: Settings, registry: Registry, champion: ChampionInfo, reasons: list[str], choice: BudgetChoice
+) -> ReviewSummary:
+    comparison = challenger_for(settings, registry, champion, reasons, choice)
+    record, run_id = decide(settings, registry, comparison)
     run_logger().info(
         "review %s by %s: v%s in service (challenger v%s)",
-        outcome,
-        reviewer or "nobody",
-        after,
-        trained.version,
+        record.outcome,
+        record.reviewer or "nobody",
+        record.in_service_after,
+        comparison.challenger_version,
     )
     return ReviewSummary(
-        outcome,
+        record.outcome,
         reasons,
         champion.version,
-        trained.version,
-        after,
+        comparison.challenger_version,
+        record.in_service_after,
         run_id,
-        reviewer,
-        comment,
+        record.reviewer,
+        record.comment,
         dict(comparison.champion_metrics),
         dict(comparison.challenger_metrics),
+        record.override_reason,
+        comparison.challenger_budget.describe(),
+        comparison.headline(),
     )
 
 
 @flow(name="galaxy-review")
 def review_flow(
     force: bool = False,
-    source: Literal["snapshot", "skyserver"] | None = None,
-    snapshot: str | None = None,
-    quick: bool = False,
-    settings_file: str | None = None,
+    source: Source = "settings",
+    snapshot: str = "",
+    budget: BudgetChoice = "champion",
+    settings_file: str = "",
 ) -> ReviewSummary:
-    """Review the champion when it is old or monitoring breached (or when forced); a human decides."""
-    settings = load_settings(
-        {"data": {"source": source, "snapshot_path": snapshot}},
-        Path(settings_file) if settings_file else None,
-    )
+    """Review the champion when it is old or monitoring breached (or when forced); a human decides.
+
+    Prefect's Quick run checks whether a review is due and runs it only then.
+
+    Args:
+        force: Review now, even when the champion is young and monitoring reported no breach.
+        source: Where today's rows come from: `settings` (data.source in settings.yaml), the
+            `snapshot` file, or SDSS `skyserver`.
+        snapshot: Snapshot file (CSV, CSV.gz or Parquet) for source snapshot; empty: data.snapshot_path.
+        budget: The challenger's search budget: `champion` (the champion's own, like with like),
+            `full` (training.n_iter x training.cv_folds) or `quick` (a demo budget).
+        settings_file: Settings YAML; empty: settings.yaml in the worker's folder (or $GALAXY_SETTINGS_FILE).
+    """
+    settings = load_settings(data_overrides(source, snapshot), settings_path(settings_file))
     registry, now = Registry.from_settings(settings), datetime.now(UTC)
     state = read_review_state(registry, settings.mlflow.monitoring_experiment)
     reasons = due_reasons(state, now, settings.review.max_age_days, force)
     if state.champion is None or not reasons:
         return skip_review(state, registry, settings.review.max_age_days, now)
     run_logger().info("review due: %s", "; ".join(reasons))
-    return run_review(settings, registry, state.champion, reasons, quick)
+    return run_review(settings, registry, state.champion, reasons, budget)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from galaxy_morphology.core.gate import GateDecision, GateRule
+from galaxy_morphology.core.links import links_for
 from galaxy_morphology.core.markdown import training_markdown
 from galaxy_morphology.core.prepare import PreparedData
-from galaxy_morphology.core.settings import Settings, load_settings
+from galaxy_morphology.core.review import budget_tags
+from galaxy_morphology.core.settings import Family, Settings, load_settings
 from galaxy_morphology.core.training import FamilyResult, SearchBudget, select_winner
-from galaxy_morphology.flows.data import prepare_data
+from galaxy_morphology.flows.data import Source, data_overrides, prepare_data, settings_path
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.registry import Registry
 from galaxy_morphology.tasks.tracking import (
@@ -47,16 +48,18 @@ def search_budget(settings: Settings, quick: bool) -> SearchBudget:
         seed=settings.split.seed,
         halving_factor=training.halving_factor,
         dask_address=training.dask_address,
+        name="quick" if quick else "full",
     )
 
 
-def run_parameters(settings: Settings, budget: SearchBudget, quick: bool) -> dict[str, object]:
+def run_parameters(settings: Settings, budget: SearchBudget) -> dict[str, object]:
     return {
         "search": budget.search,
         "n_iter": budget.n_iter,
         "cv_folds": budget.cv_folds,
         "seed": budget.seed,
-        "quick": quick,
+        "budget": budget.name,
+        "quick": budget.name == "quick",
         "label_rule": settings.labels.rule,
         "families": ",".join(settings.training.families),
     }
@@ -68,14 +71,16 @@ def run_training(settings: Settings, quick: bool, promote: bool = True) -> Train
     ``promote=False`` (the review) registers the new model as ``challenger`` whatever the
     gate says: only a maintainer's decision moves the in-service alias then.
     """
-    return train_on(settings, prepare_data(settings), quick, promote)
+    return train_on(settings, prepare_data(settings), search_budget(settings, quick), promote)
 
 
-def train_on(settings: Settings, prepared: PreparedData, quick: bool, promote: bool) -> TrainingSummary:
+def train_on(
+    settings: Settings, prepared: PreparedData, budget: SearchBudget, promote: bool
+) -> TrainingSummary:
     """Tune, pick, evaluate and register on already prepared data, inside one MLflow run."""
-    budget, registry, parts = search_budget(settings, quick), Registry.from_settings(settings), prepared.split
+    registry, parts = Registry.from_settings(settings), prepared.split
     tracking, experiment, options = registry.tracking, settings.mlflow.experiment, settings.training
-    run_id = start_training_run(tracking, experiment, prepared, run_parameters(settings, budget, quick))
+    run_id = start_training_run(tracking, experiment, prepared, run_parameters(settings, budget))
     try:
         results = tune_families(options.families, parts, budget, options.ensemble)
         log_family_runs(tracking, experiment, run_id, results, prepared)
@@ -85,7 +90,7 @@ def train_on(settings: Settings, prepared: PreparedData, quick: bool, promote: b
         ranked = importances(model, parts.test, options.permutation_repeats, budget.seed)
         log_evaluation(tracking, run_id, winner.family, evaluation, ranked)
         rule = GateRule(options.gate_margin, promote)
-        tags = {"galaxy.family": winner.family, "galaxy.data.digest": prepared.digest}
+        tags = {"galaxy.family": winner.family, "galaxy.data.digest": prepared.digest, **budget_tags(budget)}
         decision, version = gate_and_register(registry, run_id, model, parts.test, evaluation, rule, tags)
     except BaseException as error:
         tracking.end_run(run_id, error)
@@ -94,12 +99,32 @@ def train_on(settings: Settings, prepared: PreparedData, quick: bool, promote: b
     summary = TrainingSummary(
         winner.family, evaluation.metrics, version, decision.alias, decision, run_id, family_scores(results)
     )
-    publish_summary(summary, results, registry.name, prepared)
+    experiment_id = tracking.experiment_id(experiment)
+    publish_summary(
+        summary, results, registry.name, prepared, training_links(settings, summary, experiment_id)
+    )
     return summary
 
 
+def training_links(settings: Settings, summary: TrainingSummary, experiment_id: str) -> dict[str, str]:
+    """Markdown links to the training run, its figures and the registered version."""
+    links, run_id = links_for(settings), summary.run_id
+    return {
+        "run": links.run(run_id),
+        "version": links.version(settings.mlflow.model_name, summary.version),
+        "confusion": links.artifact(
+            experiment_id, run_id, "evaluation/confusion_matrix.png", "confusion matrix"
+        ),
+        "roc": links.artifact(experiment_id, run_id, "evaluation/roc_curve.png", "ROC curve"),
+    }
+
+
 def publish_summary(
-    summary: TrainingSummary, results: list[FamilyResult], model_name: str, prepared: PreparedData
+    summary: TrainingSummary,
+    results: list[FamilyResult],
+    model_name: str,
+    prepared: PreparedData,
+    links: dict[str, str],
 ) -> None:
     create_markdown_artifact(
         key="training-summary",
@@ -110,7 +135,7 @@ def publish_summary(
             summary.decision,
             model_name,
             summary.version,
-            summary.run_id,
+            links,
             prepared.source,
             prepared.counts,
         ),
@@ -134,20 +159,38 @@ def family_scores(results: list[FamilyResult]) -> dict[str, dict[str, float]]:
 
 @flow(name="galaxy-training")
 def training_flow(
-    source: Literal["snapshot", "skyserver"] | None = None,
-    snapshot: str | None = None,
-    n_iter: int | None = None,
+    source: Source = "settings",
+    snapshot: str = "",
+    n_iter: int = 0,
     quick: bool = False,
-    search: Literal["random", "halving"] | None = None,
-    families: list[str] | None = None,
-    settings_file: str | None = None,
+    search: Literal["settings", "random", "halving"] = "settings",
+    families: tuple[Family, ...] = (),
+    settings_file: str = "",
 ) -> TrainingSummary:
-    """Train every model family, register the winner, and gate the in-service alias."""
+    """Train every model family, register the winner, and gate the in-service alias.
+
+    Prefect's Quick run trains with these defaults: the full budget of settings.yaml on its
+    source (about 3 minutes on the shared snapshot with 2 cores).
+
+    Args:
+        source: Where the rows come from: `settings` (data.source in settings.yaml), the
+            `snapshot` file, or SDSS `skyserver`.
+        snapshot: Snapshot file (CSV, CSV.gz or Parquet) for source snapshot; empty: data.snapshot_path.
+        n_iter: Search candidates per family; 0: training.n_iter (training.quick_n_iter with quick).
+        quick: A one-minute demo budget (training.quick_n_iter candidates, training.quick_cv_folds
+            folds) instead of the full one. Not Prefect's "Quick run", which uses these defaults.
+        search: `random` (RandomizedSearchCV) or `halving` (HalvingRandomSearchCV); `settings`:
+            training.search.
+        families: Model families to tune; empty: training.families (all five).
+        settings_file: Settings YAML; empty: settings.yaml in the worker's folder (or $GALAXY_SETTINGS_FILE).
+    """
+    training = {
+        "n_iter": n_iter or None,
+        "quick_n_iter": n_iter or None,
+        "search": None if search == "settings" else search,
+        "families": list(families) or None,
+    }
     settings = load_settings(
-        {
-            "data": {"source": source, "snapshot_path": snapshot},
-            "training": {"n_iter": n_iter, "quick_n_iter": n_iter, "search": search, "families": families},
-        },
-        Path(settings_file) if settings_file else None,
+        {**data_overrides(source, snapshot), "training": training}, settings_path(settings_file)
     )
     return run_training(settings, quick)

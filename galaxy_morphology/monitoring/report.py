@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -70,18 +70,19 @@ def monitoring_markdown(
     model: ResolvedModel,
     batch: Batch,
     report_location: str,
-    html_location: str | None,
-    run_id: str | None,
+    links: Mapping[str, str],
 ) -> str:
+    """``links``: markdown links to the model version, the MLflow run and (when produced) the
+    Evidently report logged to it."""
     lines = [
         f"# Monitoring: {assessment.status.upper()}",
         "",
-        f"- model: `{model.requested}` (version {model.version})",
+        f"- model: `{model.requested}`: {links['version']}",
         f"- batch: `{batch.path}` (digest `{batch.digest}`)",
         f"- rows: {', '.join(f'{k} {v}' for k, v in batch.counts.items())}",
-        f"- report folder: `{report_location}`",
-        f"- Evidently HTML: `{html_location}`" if html_location else "- Evidently HTML: not produced",
-        f"- MLflow run: `{run_id}`" if run_id else "- MLflow run: not recorded",
+        f"- MLflow run: {links['run']}",
+        f"- Evidently report: {links['html']}" if "html" in links else "- Evidently report: not produced",
+        f"- local copy of the report: `{report_location}`",
     ]
     if assessment.insufficient:
         lines += ["", f"Batch too small to judge ({assessment.insufficient}): no check is alerted."]

@@ -15,11 +15,13 @@ from prefect.cli.deploy._models import PrefectYamlModel
 from prefect.cli.deploy._schedules import _schedule_config_to_deployment_schedule
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
 from prefect.utilities.templating import apply_values
 
 REPO = Path(__file__).resolve().parents[2]
 POOL = "galaxy-process"
 EXPECTED = {
+    "galaxy-data": "galaxy_morphology/flows/data.py:data_flow",
     "galaxy-training": "galaxy_morphology/flows/training.py:training_flow",
     "galaxy-monitoring": "galaxy_morphology/flows/monitoring.py:monitoring_flow",
     "galaxy-classify": "galaxy_morphology/flows/classify.py:classify_flow",
@@ -72,14 +74,52 @@ def test_entrypoint_exists_imports_and_parameters_match_the_flow(name: str) -> N
             assert isinstance(value, type(default)), f"{name}.{parameter}: {value!r}"
 
 
-def test_training_classify_run_on_demand_and_monitoring_schedule_is_off() -> None:
+def flow_schema(name: str) -> dict[str, Any]:
+    """The parameter schema ``prefect deploy`` sends for a deployment (what the UI's form shows)."""
+    flow = load_flow_from_entrypoint(str(REPO / deployments()[name]["entrypoint"]))
+    return parameter_schema(flow).model_dump()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_parameter_has_a_description_and_a_type(name: str) -> None:
+    schema = flow_schema(name)
+    for parameter, spec in schema["properties"].items():
+        assert len(spec.get("description", "")) > 20, f"{name}.{parameter}: no description"
+        assert "anyOf" not in spec, f"{name}.{parameter}: a type or None shows as 'type None' in the UI"
+        assert "type" in spec or "enum" in spec or "allOf" in spec or "$ref" in spec, f"{name}.{parameter}"
+
+
+@pytest.mark.parametrize("name", ["galaxy-data", "galaxy-training", "galaxy-review"])
+def test_source_is_a_dropdown_of_its_values(name: str) -> None:
+    schema = flow_schema(name)
+    source = schema["properties"]["source"]
+    found = source.get("enum") or schema["definitions"][source["$ref"].rsplit("/", 1)[1]]["enum"]
+    assert found == ["settings", "snapshot", "skyserver"]
+
+
+def test_training_families_and_review_budget_are_choices() -> None:
+    families = flow_schema("galaxy-training")["properties"]["families"]
+    assert families["type"] == "array" and set(families["items"]["enum"]) >= {"knn", "logistic"}
+    budget = flow_schema("galaxy-review")["properties"]["budget"]
+    assert budget["enum"] == ["champion", "full", "quick"] and budget["default"] == "champion"
+
+
+def test_quick_run_starts_without_a_form_except_where_a_file_is_needed() -> None:
+    """The UI's Quick run opens the run form when a parameter is required, else runs the defaults."""
+    required = {name: flow_schema(name).get("required", []) for name in EXPECTED}
+    assert required["galaxy-classify"] == ["input_path", "output_path"]
+    assert all(not required[name] for name in EXPECTED if name != "galaxy-classify")
+
+
+def test_on_demand_deployments_and_the_monitoring_example_schedule_is_off() -> None:
     found = deployments()
-    assert not found["galaxy-training"].get("schedules")
-    assert not found["galaxy-classify"].get("schedules")
+    for name in ("galaxy-data", "galaxy-training", "galaxy-classify"):
+        assert not found[name].get("schedules")
     monitoring = found["galaxy-monitoring"]["schedules"]
     assert monitoring and all(schedule["active"] is False for schedule in monitoring)
     for schedule in monitoring:
         assert _schedule_config_to_deployment_schedule(schedule)["active"] is False
+        assert schedule["slug"].startswith("example")
 
 
 def test_review_runs_once_a_year() -> None:

@@ -32,7 +32,13 @@ def test_deploy_all_then_a_worker_runs_the_training_deployment(tmp_path: Path) -
 
         assert "already present" in run([sys.executable, "deployments/create_work_pool.py"], env)
         listed = run([str(BIN / "prefect"), "deployment", "ls"], env)
-        for name in ("galaxy-training", "galaxy-monitoring", "galaxy-classify", "galaxy-review"):
+        for name in (
+            "galaxy-data",
+            "galaxy-training",
+            "galaxy-monitoring",
+            "galaxy-classify",
+            "galaxy-review",
+        ):
             assert name in listed
         assert "created" in run([sys.executable, "deployments/create_review_automation.py"], env)
     registry = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

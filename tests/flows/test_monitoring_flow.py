@@ -108,13 +108,29 @@ def webhook_only(monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> Receive
     return receiver
 
 
-def test_healthy_batch_passes_and_records_a_run(champion: Path, webhook_only: Receiver) -> None:
+def report_artifact(flow_run_id: object) -> str:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    key = ArtifactFilterKey(any_=["monitoring-report"])
+    only = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=key)
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=only)
+    return str(artifact.data)
+
+
+def test_healthy_batch_passes_and_records_a_run(
+    champion: Path, webhook_only: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow.tracking import MlflowClient
 
     from galaxy_morphology.flows.monitoring import monitoring_flow
 
+    ui = "http://mlflow.example.org:5000"
+    monkeypatch.setenv("GALAXY_MLFLOW__UI_URL", ui)
     path = write_snapshot(healthy(), champion / "healthy.parquet")
-    result = monitoring_flow(batch_path=str(path))
+    state = monitoring_flow(batch_path=str(path), return_state=True)
+    result = state.result()
 
     assert result.status == "pass", result.checks
     assert {c.metric: c.status for c in result.checks} == {
@@ -145,6 +161,13 @@ def test_healthy_batch_passes_and_records_a_run(champion: Path, webhook_only: Re
     artifacts = {item.path for item in tracking.list_artifacts(result.run_id, "report")}
     assert {"report/evidently_report.html", "report/values.json"} <= artifacts
     assert Path(result.html).exists() and Path(result.report_dir).parent == champion / "reports"
+    # the Prefect artifact links to the run, the version and the Evidently report logged to it
+    markdown = report_artifact(state.state_details.flow_run_id)
+    experiment = run.info.experiment_id
+    assert f"]({ui}/#/runs/{result.run_id})" in markdown
+    assert f"]({ui}/#/models/galaxy-morphology/versions/{result.model_version})" in markdown
+    page = f"{ui}/#/experiments/{experiment}/runs/{result.run_id}"
+    assert f"]({page}/artifactPath/report/evidently_report.html)" in markdown
 
 
 def test_degraded_batch_sends_one_webhook_notification(champion: Path, webhook_only: Receiver) -> None:
