@@ -78,7 +78,7 @@ def start_training_run(
         DIGEST_TAG: prepared.digest,
         "galaxy.flow": "training",
         TRIGGER_TAG: run_trigger(),
-        BUDGET_TAG: "quick" if params.get("quick") else "full",
+        BUDGET_TAG: str(params.get("budget") or ("quick" if params.get("quick") else "full")),
     }
     run_id = tracking.start_run(experiment, training_run_name(tags), tags)
     tracking.log_params(
