@@ -30,7 +30,12 @@ def training_markdown(
     run_id: str,
     source: str,
     counts: Mapping[str, int],
+    intervals: Mapping[str, Any] | None = None,
+    notes: Iterable[str] = (),
 ) -> str:
+    """``intervals``: 95% bootstrap intervals of the test metrics; ``notes``: selection,
+    calibration and volunteer-agreement lines."""
+    intervals = intervals or {}
     family_rows = [
         (
             f"**{r.family}**" if r.family == winner else r.family,
@@ -42,10 +47,15 @@ def training_markdown(
             r.n_candidates,
             f"{r.fit_seconds:.1f}",
             f"{r.predict_ms:.2f}",
+            "-" if r.selection_scores is None else f"{r.selection_mean:.4f} ± {r.selection_se:.4f}",
         )
         for r in sorted(families, key=lambda r: -r.validation["f1_macro"])
     ]
-    metric_rows = [(key, value) for key, value in test_metrics.items() if not key.startswith("support")]
+    metric_rows = [
+        (key, value, intervals[key].describe() if key in intervals else "")
+        for key, value in test_metrics.items()
+        if not key.startswith("support")
+    ]
     return "\n\n".join(
         [
             f"# Training run: winner **{winner}**, {model_name} v{version} -> `{decision.alias}`",
@@ -62,11 +72,13 @@ def training_markdown(
                     "candidates",
                     "fit s",
                     "predict ms (1 record)",
+                    "repeated CV macro F1 ± SE (selection)",
                 ],
                 family_rows,
             ),
+            *notes,
             "## Winner on the test split (refit on train+validation, evaluated once)",
-            markdown_table(["metric", "value"], metric_rows),
+            markdown_table(["metric", "value", "95% bootstrap interval"], metric_rows),
             "## Champion gate",
             f"Decision: **{decision.alias}**. {decision.reason}.",
             f"MLflow run: `{run_id}`",
