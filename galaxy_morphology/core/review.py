@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from galaxy_morphology.core.markdown import markdown_table
+
+if TYPE_CHECKING:
+    from galaxy_morphology.core.metrics import Interval
 
 APPROVED = "approved"
 REJECTED = "rejected"
@@ -77,6 +81,8 @@ class Comparison:
     source: str
     reasons: list[str]
     at: datetime
+    # challenger minus champion, 95% paired bootstrap over the same test rows (core.metrics)
+    intervals: Mapping[str, Interval] = field(default_factory=dict)
 
     @property
     def differences(self) -> dict[str, float]:
@@ -87,7 +93,13 @@ def comparison_markdown(comparison: Comparison) -> str:
     c = comparison
     diff = c.differences
     rows = [
-        (key, c.champion_metrics[key], c.challenger_metrics[key], f"{diff[key]:+.4f}")
+        (
+            key,
+            c.champion_metrics[key],
+            c.challenger_metrics[key],
+            f"{diff[key]:+.4f}",
+            f"[{c.intervals[key].low:+.4f}, {c.intervals[key].high:+.4f}]" if key in c.intervals else "",
+        )
         for key in c.champion_metrics
         if key in diff and not key.startswith("support")
     ]
@@ -100,7 +112,16 @@ def comparison_markdown(comparison: Comparison) -> str:
             f"review {c.at:%Y-%m-%d %H:%M} UTC.",
             f"Data: `{c.source}`; rows: " + ", ".join(f"{key} {value}" for key, value in c.counts.items()),
             "## Both models on the same test split",
-            markdown_table(["metric", f"champion v{c.champion.version}", "challenger", "difference"], rows),
+            markdown_table(
+                [
+                    "metric",
+                    f"champion v{c.champion.version}",
+                    "challenger",
+                    "difference",
+                    "95% paired bootstrap",
+                ],
+                rows,
+            ),
             "## Decision",
             "The review never promotes on its own. Resume this flow run in the Prefect UI and fill "
             "the form: **approve** moves `champion` to the challenger; leaving it unchecked keeps "

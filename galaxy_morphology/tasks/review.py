@@ -15,7 +15,8 @@ from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
 
 from galaxy_morphology.core.gate import CHALLENGER
-from galaxy_morphology.core.prepare import PreparedData
+from galaxy_morphology.core.metrics import classification_metrics, paired_bootstrap
+from galaxy_morphology.core.prepare import LABEL, PreparedData
 from galaxy_morphology.core.review import (
     APPROVED,
     Breach,
@@ -26,7 +27,6 @@ from galaxy_morphology.core.review import (
     is_breach,
 )
 from galaxy_morphology.io.registry import Registry
-from galaxy_morphology.tasks.tracking import score_version
 
 LAST_REVIEW_TAG = "galaxy.review.last_at"
 DECISION_KEY = "review-decision"
@@ -87,10 +87,14 @@ def compare(
 ) -> Comparison:
     """Both versions scored on the same test rows (the same data and seed give the same split)."""
     test = prepared.split.test
-    ours, theirs = (
-        score_version(registry, registry.resolve(f"models:/{registry.name}/{version}"), test)
+    y = test[LABEL].to_numpy()
+    champion_p, challenger_p = (
+        registry.score(registry.resolve(f"models:/{registry.name}/{version}"), test)[
+            "p_elliptical"
+        ].to_numpy()
         for version in (champion.version, challenger_version)
     )
+    ours, theirs = classification_metrics(y, champion_p), classification_metrics(y, challenger_p)
     return Comparison(
         model_name=registry.name,
         champion=champion,
@@ -102,6 +106,7 @@ def compare(
         source=prepared.source,
         reasons=reasons,
         at=datetime.now(UTC),
+        intervals=paired_bootstrap(y, challenger_p, champion_p),
     )
 
 
@@ -137,6 +142,8 @@ def log_review_run(registry: Registry, experiment: str, comparison: Comparison) 
             **{f"champion_{k}": v for k, v in c.champion_metrics.items()},
             **{f"challenger_{k}": v for k, v in c.challenger_metrics.items()},
             **{f"diff_{k}": v for k, v in c.differences.items()},
+            **{f"diff_{k}_ci_low": v.low for k, v in c.intervals.items()},
+            **{f"diff_{k}_ci_high": v.high for k, v in c.intervals.items()},
         },
     )
     tracking.log_text(run_id, comparison_markdown(c), "review/comparison.md")
