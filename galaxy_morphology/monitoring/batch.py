@@ -59,12 +59,13 @@ def prepare_batch(raw: pd.DataFrame, path: str, rule: str = "gz1_flags", thresho
     """
     lowered = {str(column).strip().lower() for column in raw.columns}
     missing = [flag for flag in FLAGS if flag not in lowered]
-    if missing and rule == "gz1_flags" and not {"p_el_debiased", "p_cs_debiased"} <= lowered:
+    votes_only = len(missing) == len(FLAGS) and {"p_el_debiased", "p_cs_debiased"} <= lowered
+    if missing and rule == "gz1_flags" and not votes_only:
         raise BatchError(
             f"batch {path}: missing label column(s) {', '.join(missing)} (a monitoring batch needs "
             "the GZ1 flags spiral/elliptical/uncertain, or the vote fractions p_el_debiased/p_cs_debiased)"
         )
-    if len(missing) == len(FLAGS):
+    if votes_only:
         raw = raw.assign(spiral=0, elliptical=0, uncertain=1)  # no flags: no row is labelled
     try:
         table = prepare.validate_raw(raw)
