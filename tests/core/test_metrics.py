@@ -93,3 +93,30 @@ def test_agreement_is_a_rank_correlation_with_the_elliptical_share() -> None:
     assert volunteer_agreement(np.array([0.01, 0.2, 0.5, 0.99, 0.3]), p_el, p_cs) == pytest.approx(1.0)
     assert volunteer_agreement(np.array([0.9, 0.6, 0.5, 0.1, 0.3]), p_el, p_cs) == pytest.approx(-1.0)
     assert np.isnan(volunteer_agreement(np.array([0.1, 0.2]), p_el[:2], p_cs[:2]))
+
+
+def test_the_review_comparison_shows_the_paired_interval_of_each_difference() -> None:
+    from datetime import UTC, datetime
+
+    from galaxy_morphology.core.review import ChampionInfo, Comparison, comparison_markdown
+
+    labels, good = scored(400, seed=7, noise=0.1)
+    _, bad = scored(400, seed=7, noise=0.5)
+    now = datetime.now(UTC)
+    comparison = Comparison(
+        "galaxy-morphology",
+        ChampionInfo("1", now, None),
+        "2",
+        "run",
+        classification_metrics(labels, bad),
+        classification_metrics(labels, good),
+        {"test": 400},
+        "snapshot:x",
+        ["forced"],
+        now,
+        paired_bootstrap(labels, good, bad, draws=300),
+    )
+    text = comparison_markdown(comparison)
+    interval = comparison.intervals["f1_macro"]
+    assert interval.low > 0 and "95% paired bootstrap" in text
+    assert f"[{interval.low:+.4f}, {interval.high:+.4f}]" in text
