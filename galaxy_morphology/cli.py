@@ -175,12 +175,12 @@ def train(
     except user_errors() as error:
         _fail(error)
         return
-    metrics = summary.test_metrics
-    typer.echo(f"winner: {summary.winner}")
+    metrics, intervals = summary.test_metrics, summary.test_intervals
+    typer.echo(f"winner: {summary.winner} (calibration: {summary.calibration})")
     typer.echo(
-        "test: "
+        "test (95% bootstrap interval): "
         + ", ".join(
-            f"{key} {metrics[key]:.4f}"
+            f"{key} {intervals[key].describe()}" if key in intervals else f"{key} {metrics[key]:.4f}"
             for key in (
                 "f1_macro",
                 "f1_weighted",
@@ -188,9 +188,14 @@ def train(
                 "roc_auc",
                 "recall_elliptical",
                 "recall_spiral",
+                "brier",
             )
         )
     )
+    if summary.agreement is not None:
+        typer.echo(
+            f"agreement with the volunteers (Spearman, unlabelled rows): {summary.agreement.describe()}"
+        )
     typer.echo(
         f"registered: version {summary.version} -> alias '{summary.alias}' ({summary.decision.reason})"
     )

@@ -23,6 +23,7 @@ class FamilySpec:
     scaled: bool  # distance- or gradient-based families get a StandardScaler
     reference: bool  # one of the reference study's three families
     space: dict[str, Any]
+    simplicity: int = 0  # lower is simpler and faster: the one-standard-error rule prefers it
 
     def build(self, seed: int) -> Pipeline:
         return build_pipeline(self.name, seed)
@@ -47,6 +48,7 @@ FAMILIES: dict[str, FamilySpec] = {
     for spec in (
         FamilySpec(
             "knn",
+            simplicity=2,
             scaled=True,
             reference=True,
             space={
@@ -57,6 +59,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             "decision_tree",
+            simplicity=1,
             scaled=False,
             reference=True,
             space={
@@ -68,6 +71,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             "random_forest",
+            simplicity=3,
             scaled=False,
             reference=True,
             space={
@@ -80,6 +84,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             "hist_gradient_boosting",
+            simplicity=4,
             scaled=False,
             reference=False,
             space={
@@ -94,6 +99,7 @@ FAMILIES: dict[str, FamilySpec] = {
         ),
         FamilySpec(
             "logistic",
+            simplicity=0,
             scaled=True,
             reference=False,
             space={
@@ -160,4 +166,9 @@ TRUSTED_TYPES: list[str] = [
     "numpy.dtype",
     "collections.OrderedDict",
     "builtins.slice",
+    # the calibration step (core/training.py, calibrated): sigmoid or isotonic on the classifier
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "sklearn.isotonic.IsotonicRegression",
 ]

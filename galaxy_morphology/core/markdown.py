@@ -30,8 +30,13 @@ def training_markdown(
     links: Mapping[str, str],
     source: str,
     counts: Mapping[str, int],
+    intervals: Mapping[str, Any] | None = None,
+    notes: Iterable[str] = (),
 ) -> str:
-    """``links``: markdown links to the MLflow run, the model version and the evaluation figures."""
+    """``links``: markdown links to the MLflow run, the model version and the evaluation figures;
+    ``intervals``: 95% bootstrap intervals of the test metrics; ``notes``: selection,
+    calibration and volunteer-agreement lines."""
+    intervals = intervals or {}
     family_rows = [
         (
             f"**{r.family}**" if r.family == winner else r.family,
@@ -43,10 +48,15 @@ def training_markdown(
             r.n_candidates,
             f"{r.fit_seconds:.1f}",
             f"{r.predict_ms:.2f}",
+            "-" if r.selection_scores is None else f"{r.selection_mean:.4f} ± {r.selection_se:.4f}",
         )
         for r in sorted(families, key=lambda r: -r.validation["f1_macro"])
     ]
-    metric_rows = [(key, value) for key, value in test_metrics.items() if not key.startswith("support")]
+    metric_rows = [
+        (key, value, intervals[key].describe() if key in intervals else "")
+        for key, value in test_metrics.items()
+        if not key.startswith("support")
+    ]
     return "\n\n".join(
         [
             f"# Training run: winner **{winner}**, {model_name} v{version} -> `{decision.alias}`",
@@ -65,11 +75,13 @@ def training_markdown(
                     "candidates",
                     "fit s",
                     "predict ms (1 record)",
+                    "repeated CV macro F1 ± SE (selection)",
                 ],
                 family_rows,
             ),
+            *notes,
             "## Winner on the test split (refit on train+validation, evaluated once)",
-            markdown_table(["metric", "value"], metric_rows),
+            markdown_table(["metric", "value", "95% bootstrap interval"], metric_rows),
             "## Champion gate",
             f"Decision: **{decision.alias}**. {decision.reason}.",
         ]

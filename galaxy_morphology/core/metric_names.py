@@ -16,6 +16,9 @@ CONFUSION_KEYS = (
     "true_elliptical_predicted_elliptical",
 )
 EVIDENTLY_NAMES = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
+# Spearman of p_elliptical with GZ1's debiased p_el / (p_el + p_cs) on the unlabelled rows:
+# the one check that needs no labels
+AGREEMENT = "agreement_spearman"
 
 
 def classification_names() -> tuple[str, ...]:
@@ -33,5 +36,6 @@ def monitored_names() -> tuple[str, ...]:
         *(f"evidently.{name}" for name in EVIDENTLY_NAMES),
         "drift_share",
         "drifted_columns",
+        AGREEMENT,
         *(f"drift.{column}" for column in FEATURE_COLUMNS),
     )

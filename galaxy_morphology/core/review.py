@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from galaxy_morphology.core.markdown import markdown_table
 from galaxy_morphology.core.training import SearchBudget
+
+if TYPE_CHECKING:
+    from galaxy_morphology.core.metrics import Interval
 
 APPROVED = "approved"
 REJECTED = "rejected"
@@ -143,6 +146,8 @@ class Comparison:
     budget_reason: str
     challenger_digest: str
     links: Mapping[str, str] = field(default_factory=dict)  # markdown links: champion, challenger, runs
+    # challenger minus champion, 95% paired bootstrap over the same test rows (core.metrics)
+    intervals: Mapping[str, Interval] = field(default_factory=dict)
 
     @property
     def differences(self) -> dict[str, float]:
@@ -216,10 +221,22 @@ def decision_record(
     return DecisionRecord(REJECTED, reviewer, comment, override, now, c.champion.version)
 
 
-def _metric_rows(c: Comparison, keys: tuple[str, ...] | None = None) -> list[tuple[str, float, float, str]]:
+def _metric_rows(
+    c: Comparison, keys: tuple[str, ...] | None = None
+) -> list[tuple[str, float, float, str, str]]:
+    """Each metric of both versions, the difference and its 95% paired bootstrap interval."""
     diff = c.differences
     names = keys or tuple(key for key in c.champion_metrics if key in diff and not key.startswith("support"))
-    return [(key, c.champion_metrics[key], c.challenger_metrics[key], f"{diff[key]:+.4f}") for key in names]
+    return [
+        (
+            key,
+            c.champion_metrics[key],
+            c.challenger_metrics[key],
+            f"{diff[key]:+.4f}",
+            f"[{c.intervals[key].low:+.4f}, {c.intervals[key].high:+.4f}]" if key in c.intervals else "",
+        )
+        for key in names
+    ]
 
 
 def _sizes(sizes: Mapping[str, object]) -> str:
@@ -255,6 +272,7 @@ def form_description(c: Comparison) -> str:
                 f"champion v{c.champion.version}",
                 f"challenger v{c.challenger_version}",
                 "difference",
+                "95% paired bootstrap",
             ],
             _metric_rows(c, tuple(key for key in KEY_METRICS if key in c.differences)),
         ),
@@ -340,6 +358,7 @@ def comparison_markdown(c: Comparison, decision: str) -> str:
                     f"champion v{c.champion.version}",
                     f"challenger v{c.challenger_version}",
                     "difference",
+                    "95% paired bootstrap",
                 ],
                 _metric_rows(c),
             ),

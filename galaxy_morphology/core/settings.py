@@ -170,6 +170,19 @@ class TrainingSettings(_Section):
         description="only a family whose pipeline predicts one record within this many ms "
         "(median, in-process) can win; None: no latency budget",
     )
+    select_by_cv_below: Int = Field(
+        1000,
+        ge=0,
+        description="a validation split with fewer rows picks the winner by repeated stratified CV "
+        "over train+validation and the one-standard-error rule; 0: always on validation",
+    )
+    select_cv_folds: Int = Field(5, ge=2, le=50)
+    select_cv_repeats: Int = Field(3, ge=1, le=50)
+    calibration: bool = Field(
+        True, description="calibrate the winner (sigmoid or isotonic) when it lowers the Brier score"
+    )
+    calibration_folds: Int = Field(5, ge=2, le=50)
+    bootstrap_draws: Int = Field(2000, ge=100, le=100_000, description="draws of every 95% interval")
 
 
 class MlflowSettings(_Section):
@@ -256,6 +269,7 @@ class MonitoringSettings(_Section):
             "recall_elliptical": MetricRange(min=0.85),
             "roc_auc": MetricRange(min=0.95),
             "drift_share": MetricRange(max=0.5),
+            "agreement_spearman": MetricRange(min=0.5),
         }
     )
     min_rows: Int = Field(50, ge=1)

@@ -124,7 +124,8 @@ def run_monitoring(
     batch = _load(settings, batch_path, window)
     model = resolve_model(registry, model_uri)
     reference, reference_source = load_reference(registry, model, settings)
-    scored = score(registry, model, {"current": batch.labelled, "reference": reference})
+    frames = {"current": batch.labelled, "reference": reference, "unlabelled": batch.unlabelled}
+    scored = score(registry, model, frames)
     judged: Assessment = assess_batch(batch, scored, reference_source, monitoring)
     folder, html = write_monitoring_report(monitoring.reports_dir, judged, model, batch)
     run_id = log_monitoring_run(registry, settings.mlflow.monitoring_experiment, model, batch, judged, folder)

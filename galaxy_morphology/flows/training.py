@@ -7,14 +7,16 @@ from typing import Literal
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
+from sklearn.pipeline import Pipeline
 
 from galaxy_morphology.core.gate import GateDecision, GateRule
 from galaxy_morphology.core.links import links_for
 from galaxy_morphology.core.markdown import training_markdown
-from galaxy_morphology.core.prepare import PreparedData
+from galaxy_morphology.core.metrics import Interval
+from galaxy_morphology.core.prepare import PreparedData, Split
 from galaxy_morphology.core.review import budget_tags
 from galaxy_morphology.core.settings import Family, Settings, load_settings
-from galaxy_morphology.core.training import FamilyResult, SearchBudget, select_winner
+from galaxy_morphology.core.training import CalibrationChoice, FamilyResult, SearchBudget, SelectionRule
 from galaxy_morphology.flows.data import Source, data_overrides, prepare_data, settings_path
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.registry import Registry
@@ -22,9 +24,18 @@ from galaxy_morphology.tasks.tracking import (
     gate_and_register,
     log_evaluation,
     log_family_runs,
+    log_quality,
     start_training_run,
 )
-from galaxy_morphology.tasks.train import evaluate, importances, refit, tune_families
+from galaxy_morphology.tasks.train import (
+    agreement,
+    choose_calibration,
+    evaluate,
+    importances,
+    refit,
+    select,
+    tune_families,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,9 @@ class TrainingSummary:
     decision: GateDecision
     run_id: str
     families: dict[str, dict[str, float]]
+    test_intervals: dict[str, Interval]
+    calibration: str  # "sigmoid" | "isotonic" | "none"
+    agreement: Interval | None  # Spearman with GZ1's elliptical vote share, unlabelled galaxies
 
 
 def search_budget(settings: Settings, quick: bool) -> SearchBudget:
@@ -52,8 +66,23 @@ def search_budget(settings: Settings, quick: bool) -> SearchBudget:
     )
 
 
+def selection_rule(settings: Settings, budget: SearchBudget) -> SelectionRule:
+    training, quick = settings.training, budget.name == "quick"
+    return SelectionRule(
+        cv_below_rows=training.select_by_cv_below,
+        folds=training.quick_cv_folds if quick else training.select_cv_folds,
+        repeats=1 if quick else training.select_cv_repeats,
+        seed=settings.split.seed,
+        n_jobs=training.n_jobs,
+    )
+
+
 def run_parameters(settings: Settings, budget: SearchBudget) -> dict[str, object]:
+    rule = selection_rule(settings, budget)
     return {
+        "select_by_cv_below": rule.cv_below_rows,
+        "select_cv": f"{rule.folds} folds x {rule.repeats}",
+        "calibration": settings.training.calibration,
         "search": budget.search,
         "n_iter": budget.n_iter,
         "cv_folds": budget.cv_folds,
@@ -83,12 +112,13 @@ def train_on(
     run_id = start_training_run(tracking, experiment, prepared, run_parameters(settings, budget))
     try:
         results = tune_families(options.families, parts, budget, options.ensemble)
+        winner, calibration, model = pick_and_refit(settings, results, parts, budget)
         log_family_runs(tracking, experiment, run_id, results, prepared)
-        winner = select_winner(results, options.max_predict_ms)
-        model = refit(winner, parts)
-        evaluation = evaluate(model, parts.test)
+        evaluation = evaluate(model, parts.test, options.bootstrap_draws, budget.seed)
+        agreed = agreement(model, prepared.unlabelled, options.bootstrap_draws, budget.seed)
         ranked = importances(model, parts.test, options.permutation_repeats, budget.seed)
         log_evaluation(tracking, run_id, winner.family, evaluation, ranked)
+        log_quality(tracking, run_id, evaluation, calibration, agreed)
         rule = GateRule(options.gate_margin, promote)
         tags = {"galaxy.family": winner.family, "galaxy.data.digest": prepared.digest, **budget_tags(budget)}
         decision, version = gate_and_register(registry, run_id, model, parts.test, evaluation, rule, tags)
@@ -97,7 +127,16 @@ def train_on(
         raise
     tracking.end_run(run_id)
     summary = TrainingSummary(
-        winner.family, evaluation.metrics, version, decision.alias, decision, run_id, family_scores(results)
+        winner.family,
+        evaluation.metrics,
+        version,
+        decision.alias,
+        decision,
+        run_id,
+        family_scores(results),
+        evaluation.intervals,
+        calibration.method or "none",
+        agreed,
     )
     experiment_id = tracking.experiment_id(experiment)
     publish_summary(
@@ -119,6 +158,21 @@ def training_links(settings: Settings, summary: TrainingSummary, experiment_id: 
     }
 
 
+def pick_and_refit(
+    settings: Settings, results: list[FamilyResult], parts: Split, budget: SearchBudget
+) -> tuple[FamilyResult, CalibrationChoice, Pipeline]:
+    """The winner, its calibration (chosen on validation folds) and its refit on train+validation."""
+    options = settings.training
+    winner = select(
+        results, parts, selection_rule(settings, budget), options.max_predict_ms, options.dask_address
+    )
+    calibration = CalibrationChoice(None, {}, 0)
+    if options.calibration:
+        calibration = choose_calibration(winner, parts, options.calibration_folds, settings.split.seed)
+    model = refit(winner, parts, calibration.method, options.calibration_folds, options.n_jobs)
+    return winner, calibration, model
+
+
 def publish_summary(
     summary: TrainingSummary,
     results: list[FamilyResult],
@@ -138,6 +192,8 @@ def publish_summary(
             links,
             prepared.source,
             prepared.counts,
+            summary.test_intervals,
+            quality_notes(summary, results),
         ),
         description="Family comparison and champion gate",
     )
@@ -146,11 +202,35 @@ def publish_summary(
     )
 
 
+def quality_notes(summary: TrainingSummary, results: list[FamilyResult]) -> list[str]:
+    """The lines of the summary on selection, calibration and agreement with the volunteers."""
+    agreed = summary.agreement
+    by_cv = any(r.selection_scores is not None for r in results)
+    return [
+        "Winner chosen by "
+        + (
+            "the one-standard-error rule on repeated stratified CV over train+validation: the "
+            "simplest family within one standard error of the best mean."
+            if by_cv
+            else "validation macro F1."
+        ),
+        f"Calibration of the winner: **{summary.calibration}** (the lowest Brier score on validation folds).",
+        "Agreement with the volunteers on the unlabelled galaxies (Spearman of p_elliptical with "
+        "p_el / (p_el + p_cs)): "
+        + ("not computed (fewer than 3 rows)" if agreed is None else agreed.describe()),
+    ]
+
+
 def family_scores(results: list[FamilyResult]) -> dict[str, dict[str, float]]:
     return {
         r.family: {
             "cv_mean": r.cv_mean,
             "cv_std": r.cv_std,
+            **(
+                {"selection_cv_mean": r.selection_mean, "selection_cv_se": r.selection_se}
+                if r.selection_scores is not None
+                else {}
+            ),
             **{f"val_{k}": v for k, v in r.validation.items()},
         }
         for r in results

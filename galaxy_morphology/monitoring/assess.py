@@ -11,8 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+from galaxy_morphology.core.metric_names import AGREEMENT
 from galaxy_morphology.core.settings import MonitoringSettings
-from galaxy_morphology.monitoring.batch import Batch, batch_values, evidently_report, finite
+from galaxy_morphology.monitoring.batch import Batch, agreement_value, batch_values, evidently_report, finite
 from galaxy_morphology.monitoring.ranges import (
     FAIL,
     INSUFFICIENT,
@@ -43,26 +44,55 @@ class Assessment:
 
 def assess(
     batch: Batch,
-    current: pd.DataFrame,
+    current: pd.DataFrame | None,
     reference: pd.DataFrame | None,
     reference_source: str,
     settings: MonitoringSettings,
+    unlabelled: pd.DataFrame | None = None,
 ) -> Assessment:
-    """Every value of the batch checked against its allowed range."""
-    too_small = insufficient_reason(
-        len(batch.labelled), batch.per_class, settings.min_rows, settings.min_per_class
-    )
-    values = batch_values(current["label"].to_numpy(), current["p_elliptical"].to_numpy())
+    """Every value of the batch checked against its allowed range.
+
+    ``current`` holds the scored labelled rows, ``unlabelled`` the scored unlabelled ones (the
+    agreement with the volunteers). A votes-only batch (no labelled rows) is judged on the
+    agreement alone: the label metrics are not applicable to it.
+    """
+    values: dict[str, float] = {}
     snapshot = None
-    if all(count > 0 for count in batch.per_class.values()):
-        snapshot, evidently_values = evidently_report(current, reference)
-        values.update(evidently_values)
-    checks = check_ranges(values, settings.ranges, insufficient=too_small is not None)
+    if current is not None and batch.has_labels:
+        values = batch_values(current["label"].to_numpy(), current["p_elliptical"].to_numpy())
+        if all(count > 0 for count in batch.per_class.values()):
+            snapshot, evidently_values = evidently_report(current, reference)
+            values.update(evidently_values)
+    too_few_unlabelled = len(batch.unlabelled) < settings.min_rows
+    if not too_few_unlabelled:
+        values[AGREEMENT] = agreement_value(batch, unlabelled)
+    too_small, not_applicable = _judgeable(batch, settings, too_few_unlabelled)
+    checks = check_ranges(values, settings.ranges, too_small is not None, not_applicable)
     uncomputed = [check.metric for check in checks if check.status == NOT_COMPUTED]
     if uncomputed and not too_small:
         too_small = f"could not compute {', '.join(uncomputed)}: a check that cannot run is never a pass"
     status = BREACH if breaches(checks) else (INSUFFICIENT if too_small else PASS)
     return Assessment(status, checks, values, too_small, snapshot, reference_source)
+
+
+def _judgeable(
+    batch: Batch, settings: MonitoringSettings, too_few_unlabelled: bool
+) -> tuple[str | None, list[str]]:
+    """Why the batch cannot be judged (or None), and the checks that do not apply to it."""
+    if batch.has_labels:
+        too_small = insufficient_reason(
+            len(batch.labelled), batch.per_class, settings.min_rows, settings.min_per_class
+        )
+        return too_small, [AGREEMENT] if too_few_unlabelled else []
+    label_checks = [name for name in settings.ranges if name != AGREEMENT]
+    if AGREEMENT not in settings.ranges:
+        return f"no labelled rows, and no {AGREEMENT} range to judge the unlabelled ones by", label_checks
+    if too_few_unlabelled:
+        return (
+            f"no labelled rows; {len(batch.unlabelled)} unlabelled rows < min_rows {settings.min_rows}",
+            label_checks,
+        )
+    return None, label_checks
 
 
 def run_metrics(assessment: Assessment) -> dict[str, float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pandas as pd
 
 from galaxy_morphology.core import prepare
 from galaxy_morphology.core.metric_names import EVIDENTLY_NAMES
-from galaxy_morphology.core.metrics import classification_metrics, confusion_counts
+from galaxy_morphology.core.metrics import classification_metrics, confusion_counts, volunteer_agreement
 from galaxy_morphology.core.prepare import LABEL, SchemaError
 from galaxy_morphology.core.schema import CLASSES, FEATURE_COLUMNS, FLAGS, LABEL_ELLIPTICAL, model_columns
 from galaxy_morphology.io.tables import TableError, read_table
@@ -28,10 +28,15 @@ class BatchError(ValueError):
 @dataclass(frozen=True)
 class Batch:
     path: str
-    labelled: pd.DataFrame  # clean rows with a ``label`` column
+    labelled: pd.DataFrame  # clean rows with a ``label`` column (may be empty: votes only)
     counts: dict[str, int]
     dropped: dict[str, int]
     digest: str
+    unlabelled: pd.DataFrame = field(default_factory=pd.DataFrame)  # clean rows without a label
+
+    @property
+    def has_labels(self) -> bool:
+        return not self.labelled.empty
 
     @property
     def per_class(self) -> dict[str, int]:
@@ -47,28 +52,45 @@ def read_batch(path: str | Path) -> pd.DataFrame:
 
 
 def prepare_batch(raw: pd.DataFrame, path: str, rule: str = "gz1_flags", threshold: float = 0.8) -> Batch:
-    """Validate, clean and label a batch with the project's functions; ``BatchError`` if unusable."""
-    if rule == "gz1_flags":
-        lowered = {str(column).strip().lower() for column in raw.columns}
-        missing = [flag for flag in FLAGS if flag not in lowered]
-        if missing:
-            raise BatchError(
-                f"batch {path}: missing label column(s) {', '.join(missing)} "
-                "(a monitoring batch needs the GZ1 flags spiral/elliptical/uncertain)"
-            )
+    """Validate, clean and label a batch with the project's functions; ``BatchError`` if unusable.
+
+    A batch without the GZ1 flags but with the debiased vote fractions is a votes-only batch:
+    every row is unlabelled, and it is judged by its agreement with the volunteers.
+    """
+    lowered = {str(column).strip().lower() for column in raw.columns}
+    missing = [flag for flag in FLAGS if flag not in lowered]
+    votes_only = len(missing) == len(FLAGS) and {"p_el_debiased", "p_cs_debiased"} <= lowered
+    if missing and rule == "gz1_flags" and not votes_only:
+        raise BatchError(
+            f"batch {path}: missing label column(s) {', '.join(missing)} (a monitoring batch needs "
+            "the GZ1 flags spiral/elliptical/uncertain, or the vote fractions p_el_debiased/p_cs_debiased)"
+        )
+    if votes_only:
+        raw = raw.assign(spiral=0, elliptical=0, uncertain=1)  # no flags: no row is labelled
     try:
         table = prepare.validate_raw(raw)
         kept, dropped = prepare.clean(table)
         labelled, unlabelled = prepare.label(kept, rule, threshold)
     except SchemaError as error:
         raise BatchError(f"batch {path}: {error}") from error
-    if labelled.empty:
-        raise BatchError(
-            f"batch {path}: no labelled rows ({len(raw)} rows read, {len(kept)} clean, "
-            f"{len(unlabelled)} without a spiral or elliptical label)"
-        )
+    if labelled.empty and unlabelled.empty:
+        raise BatchError(f"batch {path}: no clean rows ({len(raw)} rows read, none kept by cleaning)")
     counts = prepare.step_counts(len(raw), kept, dropped, labelled, unlabelled)
-    return Batch(path, labelled, counts, dropped, prepare.digest(labelled))
+    return Batch(
+        path, labelled, counts, dropped, prepare.digest(labelled if len(labelled) else kept), unlabelled
+    )
+
+
+def agreement_value(batch: Batch, unlabelled: pd.DataFrame | None) -> float:
+    """Spearman of the scored unlabelled rows' p_elliptical with their elliptical vote share."""
+    if unlabelled is None or unlabelled.empty:
+        return float("nan")
+    rows = batch.unlabelled
+    return volunteer_agreement(
+        unlabelled[P_ELLIPTICAL].to_numpy(),
+        rows["p_el_debiased"].to_numpy(),
+        rows["p_cs_debiased"].to_numpy(),
+    )
 
 
 def batch_values(y_true: np.ndarray, p_elliptical: np.ndarray) -> dict[str, float]:
@@ -93,7 +115,8 @@ def finite(values: dict[str, Any]) -> dict[str, float]:
 def scored_frame(frame: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     """Features, true label, predicted label and p_elliptical: the columns Evidently reads."""
     out = frame[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
-    out[LABEL] = frame[LABEL].to_numpy()
+    if LABEL in frame.columns:
+        out[LABEL] = frame[LABEL].to_numpy()
     out[PREDICTION] = predictions["label"].to_numpy()
     out[P_ELLIPTICAL] = predictions[P_ELLIPTICAL].to_numpy(dtype="float64")
     return out

@@ -8,7 +8,7 @@ covers the scikit-learn metrics (per-class recall, confusion counts) Evidently d
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 
 from galaxy_morphology.core.settings import MetricRange
@@ -17,6 +17,7 @@ PASS = "pass"
 FAIL = "fail"
 INSUFFICIENT = "insufficient"
 NOT_COMPUTED = "not computed"
+NOT_APPLICABLE = "not applicable"
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Check:
     metric: str
     value: float | None
     range: str
-    status: str  # pass | fail | insufficient | not computed
+    status: str  # pass | fail | insufficient | not computed | not applicable
 
     @property
     def breached(self) -> bool:
@@ -48,19 +49,26 @@ def insufficient_reason(
 
 
 def check_ranges(
-    values: Mapping[str, float], ranges: Mapping[str, MetricRange], insufficient: bool = False
+    values: Mapping[str, float],
+    ranges: Mapping[str, MetricRange],
+    insufficient: bool = False,
+    not_applicable: Collection[str] = (),
 ) -> list[Check]:
     """One check per configured range, in the settings' order.
 
     An insufficient batch is never judged (status ``insufficient``); a metric that was not
     computed (absent or NaN) is reported as ``not computed``: never a breach, and never a
-    pass either (``monitoring/assess.py`` then calls the batch insufficient).
+    pass either (``monitoring/assess.py`` then calls the batch insufficient). A metric in
+    ``not_applicable`` (a label metric on a batch without labels, the agreement on a batch
+    with too few unlabelled rows) is ``not applicable``: it does not judge the batch.
     """
     checks = []
     for metric, allowed in ranges.items():
         raw = values.get(metric)
         value = None if raw is None or (isinstance(raw, float) and math.isnan(raw)) else float(raw)
-        if insufficient:
+        if metric in not_applicable:
+            status = NOT_APPLICABLE
+        elif insufficient:
             status = INSUFFICIENT
         elif value is None:
             status = NOT_COMPUTED

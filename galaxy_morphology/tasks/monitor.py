@@ -68,7 +68,7 @@ def score(
     """Score each frame with the model loaded once: features, label, prediction, p_elliptical."""
     loaded = registry.load(model)
     return {
-        name: None if frame is None else scored_frame(frame, loaded.score(frame))
+        name: None if frame is None or frame.empty else scored_frame(frame, loaded.score(frame))
         for name, frame in frames.items()
     }
 
@@ -182,11 +182,13 @@ def notify(
 def assess_batch(
     batch: Batch, scored: dict[str, pd.DataFrame | None], reference_source: str, settings: MonitoringSettings
 ) -> Assessment:
-    current = scored["current"]
-    assert current is not None
-    if any(count == 0 for count in batch.per_class.values()):
+    if not batch.has_labels:
+        run_logger().warning("batch has no labelled rows: judged by its agreement with the volunteers")
+    elif any(count == 0 for count in batch.per_class.values()):
         run_logger().warning("batch holds a single class: no Evidently report")
-    return assess(batch, current, scored["reference"], reference_source, settings)
+    return assess(
+        batch, scored["current"], scored["reference"], reference_source, settings, scored.get("unlabelled")
+    )
 
 
 @task(name="write-report", cache_policy=NO_CACHE)

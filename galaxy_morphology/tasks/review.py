@@ -23,7 +23,8 @@ from pydantic import ConfigDict, Field
 
 from galaxy_morphology.core.gate import CHALLENGER
 from galaxy_morphology.core.links import MlflowLinks
-from galaxy_morphology.core.prepare import PreparedData
+from galaxy_morphology.core.metrics import classification_metrics, paired_bootstrap
+from galaxy_morphology.core.prepare import LABEL, PreparedData
 from galaxy_morphology.core.review import (
     APPROVED,
     GATE_METRIC,
@@ -40,7 +41,6 @@ from galaxy_morphology.core.review import (
 )
 from galaxy_morphology.core.training import SearchBudget
 from galaxy_morphology.io.registry import Registry
-from galaxy_morphology.tasks.tracking import score_version
 
 LAST_REVIEW_TAG = "galaxy.review.last_at"
 DECISION_KEY = "review-decision"
@@ -172,10 +172,12 @@ def compare(
     """
     test = prepared.split.test
     version, run_id = trained
-    ours, theirs = (
-        score_version(registry, registry.resolve(f"models:/{registry.name}/{number}"), test)
+    y = test[LABEL].to_numpy()
+    champion_p, challenger_p = (
+        registry.score(registry.resolve(f"models:/{registry.name}/{number}"), test)["p_elliptical"].to_numpy()
         for number in (champion.version, version)
     )
+    ours, theirs = classification_metrics(y, champion_p), classification_metrics(y, challenger_p)
     return Comparison(
         model_name=registry.name,
         champion=champion,
@@ -191,6 +193,7 @@ def compare(
         budget_reason=budget[1],
         challenger_digest=prepared.digest,
         links=version_links(registry, links, champion, version, run_id),
+        intervals=paired_bootstrap(y, challenger_p, champion_p),
     )
 
 
@@ -233,6 +236,8 @@ def log_review_run(registry: Registry, experiment: str, comparison: Comparison, 
             **{f"champion_{k}": v for k, v in c.champion_metrics.items()},
             **{f"challenger_{k}": v for k, v in c.challenger_metrics.items()},
             **{f"diff_{k}": v for k, v in c.differences.items()},
+            **{f"diff_{k}_ci_low": v.low for k, v in c.intervals.items()},
+            **{f"diff_{k}_ci_high": v.high for k, v in c.intervals.items()},
         },
     )
     tracking.log_text(run_id, markdown, "review/comparison.md")

@@ -22,10 +22,10 @@ from sklearn.pipeline import Pipeline
 
 from galaxy_morphology.core import plots
 from galaxy_morphology.core.gate import GateDecision, GateRule
-from galaxy_morphology.core.metrics import classification_metrics
+from galaxy_morphology.core.metrics import Interval, classification_metrics, reliability_curve
 from galaxy_morphology.core.prepare import LABEL, PreparedData
 from galaxy_morphology.core.schema import model_columns
-from galaxy_morphology.core.training import Evaluation, FamilyResult, p_elliptical
+from galaxy_morphology.core.training import CalibrationChoice, Evaluation, FamilyResult, p_elliptical
 from galaxy_morphology.io.locks import exclusive, lock_name
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.registry import Registry, ResolvedModel
@@ -154,6 +154,7 @@ def log_family_runs(
                     "cv_f1_macro_std": result.cv_std,
                     "fit_seconds": result.fit_seconds,
                     "predict_ms_one_record": result.predict_ms,
+                    **selection_metrics(result),
                     **{f"val_{k}": v for k, v in result.validation.items()},
                 },
             )
@@ -186,6 +187,51 @@ def log_evaluation(
         (out / "classification_report.txt").write_text(evaluation.report)
         (out / "confusion_matrix.json").write_text(json.dumps(evaluation.confusion, indent=2))
         importances.to_csv(out / "feature_importances.csv", index=False)
+        tracking.log_folder(run_id, out, "evaluation")
+
+
+def selection_metrics(result: FamilyResult) -> dict[str, float]:
+    """Repeated-CV macro F1 over train+validation (mean and standard error), when selection used it."""
+    if result.selection_scores is None:
+        return {}
+    return {
+        "selection_cv_f1_macro_mean": result.selection_mean,
+        "selection_cv_f1_macro_se": result.selection_se,
+    }
+
+
+def interval_metrics(prefix: str, intervals: Mapping[str, Interval]) -> dict[str, float]:
+    """``<prefix><metric>_ci_low`` and ``_ci_high``: the 95% bootstrap bounds of each metric."""
+    bounds = {}
+    for name, interval in intervals.items():
+        bounds[f"{prefix}{name}_ci_low"], bounds[f"{prefix}{name}_ci_high"] = interval.low, interval.high
+    return bounds
+
+
+@task(name="log-quality", cache_policy=NO_CACHE)
+def log_quality(
+    tracking: Tracking,
+    run_id: str,
+    evaluation: Evaluation,
+    calibration: CalibrationChoice,
+    agreement: Interval | None,
+) -> None:
+    """Intervals of the test metrics, the calibration choice, the reliability curve, the agreement."""
+    metrics = {
+        **interval_metrics("test_", evaluation.intervals),
+        **{f"calibration.brier_{name}": value for name, value in calibration.brier.items()},
+    }
+    if agreement is not None:
+        metrics.update(
+            {"agreement_spearman": agreement.value, **interval_metrics("", {"agreement_spearman": agreement})}
+        )
+    tracking.log_metrics(run_id, metrics)
+    tracking.set_tags(run_id, {"galaxy.calibration": calibration.method or "none"})
+    curve = reliability_curve(evaluation.y_true, evaluation.p_elliptical)
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        plots.save(plots.reliability_figure(curve, "winner: test split"), out / "reliability_curve.png")
+        curve.to_csv(out / "reliability_curve.csv", index=False)
         tracking.log_folder(run_id, out, "evaluation")
 
 

@@ -1,4 +1,4 @@
-"""Training tasks: tune each family, the soft vote, pick, refit, evaluate (core/training.py)."""
+"""Training tasks: tune each family, the soft vote, pick, calibrate, refit, evaluate (core/training.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.pipeline import Pipeline
 
 from galaxy_morphology.core import training
+from galaxy_morphology.core.metrics import Interval
 from galaxy_morphology.core.prepare import Split
-from galaxy_morphology.core.training import Evaluation, FamilyResult, SearchBudget
+from galaxy_morphology.core.training import (
+    CalibrationChoice,
+    Evaluation,
+    FamilyResult,
+    SearchBudget,
+    SelectionRule,
+)
 from galaxy_morphology.io.cluster import parallel_backend
 from galaxy_morphology.io.logs import run_logger
 
@@ -50,14 +57,60 @@ def tune_families(
     return results
 
 
+@task(name="select-winner", cache_policy=NO_CACHE)
+def select(
+    results: list[FamilyResult],
+    parts: Split,
+    rule: SelectionRule,
+    max_predict_ms: float | None,
+    dask_address: str | None,
+) -> FamilyResult:
+    """The winner: on validation, or (small validation split) by the one-standard-error rule on
+    repeated stratified CV over train+validation."""
+    log = run_logger()
+    if not rule.by_cv(len(parts.validation)):
+        return training.choose(results, len(parts.validation), rule, max_predict_ms)
+    with parallel_backend(dask_address):
+        training.cross_validate_results(results, parts.train, parts.validation, rule)
+    for result in results:
+        log.info(
+            "%s: repeated CV macro F1 %.4f ± %.4f (SE)",
+            result.family,
+            result.selection_mean,
+            result.selection_se,
+        )
+    return training.choose(results, len(parts.validation), rule, max_predict_ms)
+
+
+@task(name="choose-calibration", cache_policy=NO_CACHE)
+def choose_calibration(winner: FamilyResult, parts: Split, folds: int, seed: int) -> CalibrationChoice:
+    """Sigmoid, isotonic or none, by Brier score on validation folds (never on the test split)."""
+    y, probabilities = training.calibration_evidence(winner, parts.train, parts.validation)
+    choice = training.choose_calibration(
+        y, probabilities, folds, seed, training.has_log_odds(winner.estimator)
+    )
+    run_logger().info(
+        "calibration: %s (Brier on validation folds: %s)",
+        choice.method or "none",
+        ", ".join(f"{name} {value:.4f}" for name, value in choice.brier.items()),
+    )
+    return choice
+
+
 @task(name="refit-winner", cache_policy=NO_CACHE)
-def refit(winner: FamilyResult, parts: Split) -> Pipeline:
-    return training.refit(winner, parts.train, parts.validation)
+def refit(winner: FamilyResult, parts: Split, calibration: str | None, folds: int, n_jobs: int) -> Pipeline:
+    return training.refit(winner, parts.train, parts.validation, calibration, folds, n_jobs)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(model: Pipeline, test: pd.DataFrame) -> Evaluation:
-    return training.evaluate(model, test)
+def evaluate(model: Pipeline, test: pd.DataFrame, draws: int, seed: int) -> Evaluation:
+    return training.evaluate(model, test, draws, seed)
+
+
+@task(name="volunteer-agreement", cache_policy=NO_CACHE)
+def agreement(model: Pipeline, unlabelled: pd.DataFrame, draws: int, seed: int) -> Interval | None:
+    """Spearman of P(elliptical) with GZ1's debiased elliptical share on the unlabelled galaxies."""
+    return training.volunteer_agreement_of(model, unlabelled, draws, seed)
 
 
 @task(name="feature-importances", cache_policy=NO_CACHE)

@@ -138,6 +138,7 @@ def test_healthy_batch_passes_and_records_a_run(
         "recall_elliptical": "pass",
         "roc_auc": "pass",
         "drift_share": "pass",
+        "agreement_spearman": "not applicable",  # 4 unlabelled rows < min_rows
     }
     assert webhook_only.bodies == []
     assert result.reference.startswith("runs:/")  # the training run logs its reference table
@@ -351,3 +352,25 @@ def test_cli_exits_3_when_the_batch_cannot_be_judged(champion: Path, webhook_onl
     assert result.exit_code == 3, result.output
     assert "status: insufficient" in result.output
     assert webhook_only.bodies == []
+
+
+def test_a_batch_with_vote_fractions_and_no_flags_is_judged_by_agreement(
+    champion: Path, webhook_only: Receiver
+) -> None:
+    from galaxy_morphology.flows.monitoring import monitoring_flow
+
+    votes_only = raw_frame(40, 40, 0, seed=12).drop(columns=["spiral", "elliptical", "uncertain"])
+    result = monitoring_flow(batch_path=str(write_snapshot(votes_only, champion / "votes.csv")))
+    statuses = {c.metric: c.status for c in result.checks}
+    assert statuses.pop("agreement_spearman") == "pass"
+    assert set(statuses.values()) == {"not applicable"}  # label metrics and drift need labels
+    assert result.status == "pass" and result.values["agreement_spearman"] > 0.5
+    assert result.counts["labelled"] == 0 and result.counts["unlabelled"] == 80
+
+    shuffled = votes_only.assign(
+        p_el_debiased=votes_only["p_el_debiased"].sample(frac=1, random_state=0).to_numpy()
+    )
+    shuffled["p_cs_debiased"] = 1 - shuffled["p_el_debiased"]
+    breached = monitoring_flow(batch_path=str(write_snapshot(shuffled, champion / "shuffled.csv")))
+    assert breached.status == "breach" and [c.metric for c in breached.breached] == ["agreement_spearman"]
+    assert len(webhook_only.bodies) == 1

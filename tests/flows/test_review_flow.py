@@ -407,6 +407,8 @@ def test_breach_triggers_review_and_approval_moves_champion(
         assert run.data.metrics[f"diff_{name}"] == pytest.approx(
             run.data.metrics[f"challenger_{name}"] - run.data.metrics[f"champion_{name}"]
         )
+        # paired bootstrap: both versions on the same resampled test rows
+        assert run.data.metrics[f"diff_{name}_ci_low"] <= run.data.metrics[f"diff_{name}_ci_high"]
     assert params["champion_version"] == before
     assert int(params["data.test"]) > 0
     assert "champion_registered_at" in params

@@ -87,7 +87,21 @@ def test_first_run_registers_a_champion_with_runs_metrics_and_artifacts(
         "evaluation/confusion_matrix.png",
         "evaluation/feature_importances.csv",
         "evaluation/roc_curve.png",
+        "evaluation/reliability_curve.png",
+        "evaluation/reliability_curve.csv",
     }
+    # every test figure with its 95% bootstrap interval, calibration and agreement logged
+    metrics = parent.data.metrics
+    for key in ("f1_macro", "roc_auc", "recall_elliptical", "brier"):
+        assert metrics[f"test_{key}_ci_low"] <= metrics[f"test_{key}"] <= metrics[f"test_{key}_ci_high"]
+    assert 0 <= metrics["test_ece"] <= 1 and parent.data.tags["galaxy.calibration"] in {
+        "none",
+        "sigmoid",
+        "isotonic",
+    }
+    assert "calibration.brier_none" in metrics
+    assert -1 <= metrics["agreement_spearman"] <= 1
+    assert first_run.test_intervals["f1_macro"].low <= first_run.test_metrics["f1_macro"]
 
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first_run.run_id}'"
@@ -109,6 +123,7 @@ def test_first_run_registers_a_champion_with_runs_metrics_and_artifacts(
         figures = {item.path for item in client.list_artifacts(child.info.run_id, "validation")}
         assert figures == {"validation/confusion_matrix.png", "validation/roc_curve.png"}
         assert child.data.params["family"] == child.info.run_name
+        assert "selection_cv_f1_macro_se" in child.data.metrics  # small validation split: chosen by CV
     knn = next(c for c in children if c.data.tags["mlflow.runName"] == "knn")
     assert "space.n_neighbors" in knn.data.params
     assert f"n_neighbors={knn.data.params['tuned.n_neighbors']}" in knn.data.params["best_params"]

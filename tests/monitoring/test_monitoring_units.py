@@ -67,7 +67,7 @@ def test_prepare_batch_cleans_and_labels(tmp_path: Path) -> None:
             lambda f: f.drop(columns=["elliptical", "uncertain"]),
             "missing label column.*elliptical, uncertain",
         ),
-        (lambda f: f.assign(spiral=0, elliptical=0, uncertain=1), "no labelled rows"),
+        (lambda f: f.assign(stellar_mass=-9999.0), "no clean rows"),
         (lambda f: f.assign(mag_r="bright"), "column 'mag_r': expected numbers"),
         (lambda f: f.drop(columns=["redshift"]), "redshift"),
     ],
@@ -153,11 +153,15 @@ def scored(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def test_every_value_a_batch_yields_is_a_known_range_name() -> None:
-    from galaxy_morphology.core.metric_names import monitored_names
+    from galaxy_morphology.core.metric_names import AGREEMENT, monitored_names
+    from galaxy_morphology.monitoring.batch import agreement_value
 
     current, reference = scored(raw_frame(30, 30, 0, seed=3), 3), scored(raw_frame(30, 30, 0, seed=4), 4)
     values = batch_values(current["label"].to_numpy(), current["p_elliptical"].to_numpy())
     values.update(evidently_report(current, reference)[1])
+    batch = prepare_batch(raw_frame(10, 10, 30, seed=3), "batch")
+    predictions = pd.DataFrame({"label": "spiral", "p_elliptical": np.linspace(0, 1, len(batch.unlabelled))})
+    values[AGREEMENT] = agreement_value(batch, scored_frame(batch.unlabelled, predictions))
     assert set(values) == set(monitored_names())
 
 
@@ -175,3 +179,23 @@ def test_a_check_that_cannot_be_computed_makes_the_batch_insufficient_never_a_pa
     assert judged.status == "insufficient"
     assert judged.insufficient is not None and "could not compute drift_share" in judged.insufficient
     assert not judged.breached
+
+
+def test_a_votes_only_batch_is_judged_by_its_agreement_with_the_volunteers() -> None:
+    from galaxy_morphology.core.settings import MonitoringSettings
+    from galaxy_morphology.monitoring.assess import assess
+
+    frame = raw_frame(40, 40, 0, seed=6).drop(columns=["spiral", "elliptical", "uncertain"])
+    batch = prepare_batch(frame, "votes")
+    assert not batch.has_labels and len(batch.unlabelled) == 80
+    settings = MonitoringSettings()  # the default ranges, agreement_spearman >= 0.5 among them
+    share = batch.unlabelled["p_el_debiased"].to_numpy()
+    for p_elliptical, status in ((share**2, "pass"), (1 - share, "breach")):
+        predictions = pd.DataFrame({"label": "spiral", "p_elliptical": p_elliptical})
+        judged = assess(batch, None, None, "none", settings, scored_frame(batch.unlabelled, predictions))
+        statuses = {c.metric: c.status for c in judged.checks}
+        assert statuses.pop("agreement_spearman") == ("pass" if status == "pass" else "fail")
+        assert set(statuses.values()) == {"not applicable"} and judged.status == status
+    too_few = prepare_batch(frame.head(20), "votes")
+    judged = assess(too_few, None, None, "none", settings, None)
+    assert judged.status == "insufficient" and "20 unlabelled rows < min_rows 50" in str(judged.insufficient)
