@@ -1,4 +1,5 @@
-"""Classify flow: load the model once, score a catalogue file chunk by chunk into Parquet."""
+"""Classify flow: load the model once, score a catalogue (file, directory or glob of parts) into
+Parquet, in this process or on a Dask cluster."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class ClassifySummary:
     scored: int
     rejected: int
     reasons: dict[str, int]
+    parts: int
+    engine: str
+    pass_through: list[str]
 
 
 def classify_markdown(summary: ClassifySummary, only_unlabelled: bool) -> str:
@@ -38,12 +42,18 @@ def classify_markdown(summary: ClassifySummary, only_unlabelled: bool) -> str:
     parts = [
         "# Batch classification",
         f"Model: `{summary.model_uri}` ({summary.model_name} v{summary.model_version})",
+        f"Input: `{summary.input_path}` ({summary.parts} part(s)), scored {_engine(summary.engine)}",
+        f"Columns carried: `input_row`, {', '.join(f'`{name}`' for name in summary.pass_through)}",
         markdown_table(["", "rows"], rows),
     ]
     if summary.reasons:
         parts.append(markdown_table(["reject reason", "rows"], summary.reasons.items()))
     parts += [f"Predictions: `{summary.output_path}`", f"Rejects: `{summary.rejects_path}`"]
     return "\n\n".join(parts)
+
+
+def _engine(engine: str) -> str:
+    return "in this process" if engine == "local" else f"on the Dask cluster at {engine}"
 
 
 def summarize(
@@ -66,6 +76,9 @@ def summarize(
         scored=counts.scored,
         rejected=counts.rejected,
         reasons=dict(counts.reasons.most_common()),
+        parts=counts.parts,
+        engine=counts.engine,
+        pass_through=list(counts.carried),
     )
 
 
@@ -76,13 +89,26 @@ def classify_flow(
     only_unlabelled: bool = False,
     model_uri: str | None = None,
     settings_file: str | None = None,
+    dask_address: str | None = None,
+    pass_through: list[str] | None = None,
 ) -> ClassifySummary:
-    """Classify every row of a catalogue file; invalid rows go to a rejects file beside the output."""
-    settings = load_settings(None, Path(settings_file) if settings_file else None)
-    model = load_model(Registry.from_settings(settings), model_uri)
+    """Classify every row of a catalogue (a file, or a directory or glob of parts); invalid rows
+    go to a rejects file beside the output. ``dask_address`` (default: ``training.dask_address``)
+    scores the chunks on that Dask cluster."""
+    overrides = {"training": {"dask_address": dask_address}, "classify": {"pass_through": pass_through}}
+    settings = load_settings(overrides, Path(settings_file) if settings_file else None)
+    registry = Registry.from_settings(settings)
+    model = load_model(registry, model_uri)
     output = Path(output_path)
     counts = classify_file_task(
-        Path(input_path), output, model, settings.classify.chunk_rows, only_unlabelled
+        input_path,
+        output,
+        model,
+        settings.classify.chunk_rows,
+        only_unlabelled,
+        settings.classify.pass_through,
+        settings.training.dask_address,
+        registry.tracking.uri,
     )
     resolved = model.resolved
     summary = summarize(input_path, output, resolved.requested, resolved.name, resolved.version, counts)
