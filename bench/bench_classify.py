@@ -122,7 +122,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+        keep = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"  # a loaded machine may need more
+        env = {
+            key: value for key, value in os.environ.items() if key == keep or not key.startswith("PREFECT_")
+        }
         env.update(
             MLFLOW_TRACKING_URI=args.tracking_uri,
             PREFECT_HOME=str(work / "prefect-home"),

@@ -76,7 +76,10 @@ def test_classify_csv_with_bad_rows(tracking: TrainedStore, tmp_path: Path) -> N
     assert rejects_path_for(output) == tmp_path / "out" / "predictions.rejects.parquet"
     assert len(predictions) + len(rejects) == len(frame) == summary.input_rows
     assert (summary.scored, summary.rejected) == (len(frame) - 6, 6)
-    assert list(predictions.columns) == ["objid", "label", "p_elliptical", "model_name", "model_version"]
+    assert list(predictions.columns) == [
+        *("input_row", "objid", "ra", "dec"),
+        *("label", "p_elliptical", "model_name", "model_version"),
+    ]
     assert set(predictions["label"]) <= {"elliptical", "spiral"}
     assert predictions["p_elliptical"].between(0, 1).all()
     assert (predictions["model_name"] == MODEL_NAME).all()
