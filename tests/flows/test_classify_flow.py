@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from galaxy_morphology.cli import app
 from galaxy_morphology.core.prepare import SchemaError
+from galaxy_morphology.core.settings import SETTINGS_FILE_ENV
 from galaxy_morphology.flows.classify import classify_flow
 from galaxy_morphology.io import cluster as cluster_module
 from galaxy_morphology.io.registry import LoadedModel, ResolvedModel
@@ -41,6 +42,13 @@ SPOILED = {  # row -> (cells, reason, words in the detail)
 @pytest.fixture(scope="module")
 def store(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
     return train_champion(tmp_path_factory.mktemp("classify-champion"))
+
+
+@pytest.fixture(autouse=True)
+def no_settings_file_left_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`galaxy ... --settings` exports GALAXY_SETTINGS_FILE for the process: undone after each test."""
+    monkeypatch.setenv(SETTINGS_FILE_ENV, "settings.yaml")
+    monkeypatch.delenv(SETTINGS_FILE_ENV)
 
 
 @pytest.fixture
@@ -499,14 +507,16 @@ def test_a_local_cluster_gives_the_local_output_row_for_row(
     )
     assert len(pd.read_parquet(remote)) == 54
     with Client(cluster.scheduler_address) as client:
-        scored_there = client.run_on_scheduler(
-            lambda dask_scheduler: (
-                dask_scheduler.task_prefixes["score_chunk_remote"].states.get("memory", 0)
-                + dask_scheduler.task_prefixes["score_chunk_remote"].states.get("released", 0)
-                + dask_scheduler.task_prefixes["score_chunk_remote"].states.get("forgotten", 0)
-            )
-        )
-    assert scored_there >= 10  # 60 rows in chunks of 6 (cut at part ends): every chunk on the cluster
+        calls = client.run(worker_model_calls)
+    assert sum(calls.values()) == 5 + 4 + 3  # every chunk (6 rows, cut at the parts' ends) on a worker
+
+
+def worker_model_calls() -> int:
+    """How many chunks this worker process scored (each asks for its cached model once)."""
+    from galaxy_morphology.tasks.classify import _worker_model
+
+    info = _worker_model.cache_info()
+    return info.hits + info.misses
 
 
 class FailOnWorker(WorkerPlugin):
