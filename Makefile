@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_guard.py
 	$(BIN)/python bench/adversarial_serving.py
+	$(BIN)/python bench/bench_classify.py
 	$(BIN)/python bench/bench_monitoring.py
 	$(BIN)/python bench/bench_dask.py
 	$(BIN)/python bench/bench_quality.py

@@ -293,7 +293,14 @@ def serve(
 
 @app.command()
 def classify(
-    input: Annotated[Path, typer.Option("--input", help="catalogue to classify: CSV, CSV.gz or Parquet")],
+    input: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            help="catalogue to classify: a CSV, CSV.gz or Parquet file, a directory of such parts, "
+            "or a quoted glob ('parts/*.parquet'); parts are read in name order",
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", help="predictions Parquet file to write")],
     only_unlabelled: Annotated[
         bool, typer.Option("--only-unlabelled", help="classify only rows whose GZ1 'uncertain' flag is 1")
@@ -302,23 +309,46 @@ def classify(
         str | None,
         typer.Option("--model-uri", help="model to use (default: models:/<model_name>@<model_alias>)"),
     ] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-address",
+            help="score on this Dask scheduler, e.g. tcp://host:8786 (default: training.dask_address; "
+            "unset: in this process)",
+        ),
+    ] = None,
+    pass_through: Annotated[
+        str | None,
+        typer.Option(
+            "--pass-through",
+            help="input columns to copy to the outputs, comma-separated; a name ending in ? only when "
+            "present (default: classify.pass_through, objid,specobjid?,ra,dec)",
+        ),
+    ] = None,
     settings: SettingsOption = None,
 ) -> None:
-    """Classify a catalogue file in chunks; invalid rows go to <output stem>.rejects.parquet."""
+    """Classify a catalogue in chunks; invalid rows go to <output stem>.rejects.parquet.
+
+    Both files carry input_row (the row's position in the input) and the pass-through columns.
+    """
     from galaxy_morphology.flows.classify import classify_flow
 
     _use_settings_file(settings)
     try:
         summary = classify_flow(
-            input_path=str(input),
+            input_path=input,
             output_path=str(output),
             only_unlabelled=only_unlabelled,
             model_uri=model_uri or "",
+            dask_address=dask_address or "",
+            pass_through=tuple(name.strip() for name in pass_through.split(",")) if pass_through else (),
         )
     except user_errors() as error:
         _fail(error)
         return
     typer.echo(f"model: {summary.model_uri} ({summary.model_name} v{summary.model_version})")
+    engine = "this process" if summary.engine == "local" else f"Dask cluster {summary.engine}"
+    typer.echo(f"  {'input parts':>16}: {summary.parts} (scored in {engine})")
     typer.echo(f"  {'input rows':>16}: {summary.input_rows}")
     if only_unlabelled:
         typer.echo(f"  {'skipped labelled':>16}: {summary.skipped}")
@@ -328,6 +358,7 @@ def classify(
         typer.echo(f"    {reason:>28}: {count}")
     typer.echo(f"predictions: {summary.output_path}")
     typer.echo(f"rejects:     {summary.rejects_path}")
+    typer.echo(f"join key:    input_row; carried: {', '.join(summary.pass_through) or '-'}")
 
 
 review_app = typer.Typer(

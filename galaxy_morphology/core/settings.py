@@ -163,7 +163,7 @@ class TrainingSettings(_Section):
     quick_cv_folds: Int = Field(3, ge=2)
     gate_margin: Float = Field(0.0, ge=0, le=1, description="macro F1 a challenger must gain")
     permutation_repeats: Int = Field(5, ge=1)
-    dask_address: str | None = Field(None, description="Dask scheduler for the searches")
+    dask_address: str | None = Field(None, description="Dask scheduler for the searches and batch scoring")
     max_predict_ms: Float | None = Field(
         None,
         gt=0,
@@ -232,9 +232,51 @@ class ServingSettings(_Section):
         return host
 
 
+PASS_THROUGH_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\??$")
+RESERVED_OUTPUT_NAMES = (
+    "input_row",
+    "label",
+    "p_elliptical",
+    "model_name",
+    "model_version",
+    "reason",
+    "detail",
+)
+
+
 class ClassifySettings(_Section):
+    @field_validator("pass_through", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
+        return value
+
+    @field_validator("pass_through")
+    @classmethod
+    def _column_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not PASS_THROUGH_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a column name (letters, digits, _; a final ? marks it optional)"
+                )
+            if name.removesuffix("?") in RESERVED_OUTPUT_NAMES:
+                raise ValueError(f"{name!r} is a column the outputs already have")
+        bare = [name.removesuffix("?") for name in names]
+        repeated = sorted({name for name in bare if bare.count(name) > 1})
+        if repeated:
+            raise ValueError(f"column(s) named twice: {', '.join(repeated)}")
+        return names
+
     chunk_rows: Int = Field(100_000, ge=1, le=10_000_000, description="rows per chunk (memory grows with it)")
     output_dir: Path = Path("outputs")
+    # NoDecode: GALAXY_CLASSIFY__PASS_THROUGH=objid,ra,dec is a list, not JSON to parse
+    pass_through: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["objid", "specobjid?", "ra", "dec"],
+        description="input columns copied to the outputs beside input_row; a name ending in ? "
+        "is copied when the input has it, any other must be in the input",
+    )
 
 
 class MetricRange(_Section):

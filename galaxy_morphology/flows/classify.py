@@ -1,4 +1,5 @@
-"""Classify flow: load the model once, score a catalogue file chunk by chunk into Parquet."""
+"""Classify flow: load the model once, score a catalogue (file, directory or glob of parts) into
+Parquet, in this process or on a Dask cluster."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class ClassifySummary:
     scored: int
     rejected: int
     reasons: dict[str, int]
+    parts: int
+    engine: str
+    pass_through: list[str]
 
 
 def classify_markdown(summary: ClassifySummary, only_unlabelled: bool) -> str:
@@ -38,12 +42,18 @@ def classify_markdown(summary: ClassifySummary, only_unlabelled: bool) -> str:
     parts = [
         "# Batch classification",
         f"Model: `{summary.model_uri}` ({summary.model_name} v{summary.model_version})",
+        f"Input: `{summary.input_path}` ({summary.parts} part(s)), scored {_engine(summary.engine)}",
+        f"Columns carried: `input_row`, {', '.join(f'`{name}`' for name in summary.pass_through)}",
         markdown_table(["", "rows"], rows),
     ]
     if summary.reasons:
         parts.append(markdown_table(["reject reason", "rows"], summary.reasons.items()))
     parts += [f"Predictions: `{summary.output_path}`", f"Rejects: `{summary.rejects_path}`"]
     return "\n\n".join(parts)
+
+
+def _engine(engine: str) -> str:
+    return "in this process" if engine == "local" else f"on the Dask cluster at {engine}"
 
 
 def summarize(
@@ -66,6 +76,9 @@ def summarize(
         scored=counts.scored,
         rejected=counts.rejected,
         reasons=dict(counts.reasons.most_common()),
+        parts=counts.parts,
+        engine=counts.engine,
+        pass_through=list(counts.carried),
     )
 
 
@@ -76,23 +89,43 @@ def classify_flow(
     only_unlabelled: bool = False,
     model_uri: str = "",
     settings_file: str = "",
+    dask_address: str = "",
+    pass_through: tuple[str, ...] = (),
 ) -> ClassifySummary:
-    """Classify every row of a catalogue file; invalid rows go to a rejects file beside the output.
+    """Classify every row of a catalogue (a file, or a directory or glob of parts); invalid rows go
+    to a rejects file beside the output.
 
     Quick run opens the run form: input_path and output_path have no default.
 
     Args:
-        input_path: Catalogue to classify: CSV, CSV.gz or Parquet with the model's input columns.
+        input_path: Catalogue to classify: a CSV, CSV.gz or Parquet file, or a directory or glob of
+            such parts, with the model's input columns.
         output_path: Predictions Parquet file to write (rejects go to <stem>.rejects.parquet beside it).
         only_unlabelled: Classify only the rows whose GZ1 `uncertain` flag is 1.
         model_uri: Model to use, e.g. models:/galaxy-morphology/3; empty: the in-service alias.
         settings_file: Settings YAML; empty: settings.yaml in the worker's folder (or $GALAXY_SETTINGS_FILE).
+        dask_address: Dask scheduler that scores the chunks, e.g. tcp://127.0.0.1:8786; empty:
+            training.dask_address (none: score here).
+        pass_through: Input columns copied beside input_row into both outputs; empty:
+            classify.pass_through (objid, specobjid when present, ra, dec).
     """
-    settings = load_settings(None, Path(settings_file) if settings_file else None)
-    model = load_model(Registry.from_settings(settings), model_uri or None)
+    overrides = {
+        "training": {"dask_address": dask_address or None},
+        "classify": {"pass_through": list(pass_through) or None},
+    }
+    settings = load_settings(overrides, Path(settings_file) if settings_file else None)
+    registry = Registry.from_settings(settings)
+    model = load_model(registry, model_uri or None)
     output = Path(output_path)
     counts = classify_file_task(
-        Path(input_path), output, model, settings.classify.chunk_rows, only_unlabelled
+        input_path,
+        output,
+        model,
+        settings.classify.chunk_rows,
+        only_unlabelled,
+        settings.classify.pass_through,
+        settings.training.dask_address,
+        registry.tracking.uri,
     )
     resolved = model.resolved
     summary = summarize(input_path, output, resolved.requested, resolved.name, resolved.version, counts)

@@ -295,3 +295,20 @@ def test_project_variables_that_are_not_settings_are_left_alone(
 ) -> None:
     monkeypatch.setenv(name, "anything")
     assert load_settings(path=write_yaml(tmp_path, "{}\n")).serving.port == 5001
+
+
+def test_pass_through_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "settings.yaml"
+    path.write_text("")
+    assert load_settings(path=path).classify.pass_through == ["objid", "specobjid?", "ra", "dec"]
+    monkeypatch.setenv("GALAXY_CLASSIFY__PASS_THROUGH", "objid, plate ,fiberid?")
+    assert load_settings(path=path).classify.pass_through == ["objid", "plate", "fiberid?"]
+    monkeypatch.delenv("GALAXY_CLASSIFY__PASS_THROUGH")
+    for names, message in [
+        (["ra", "ra?"], "column(s) named twice: ra"),
+        (["label"], "'label' is a column the outputs already have"),
+        (["input_row?"], "'input_row?' is a column the outputs already have"),
+        (["ra; rm"], "'ra; rm' is not a column name"),
+    ]:
+        with pytest.raises(SettingsError, match=re.escape(message)):
+            load_settings({"classify": {"pass_through": names}}, path=path)

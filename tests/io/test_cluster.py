@@ -6,7 +6,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from galaxy_morphology.core.training import SearchBudget, tune
-from galaxy_morphology.io.cluster import parallel_backend
+from galaxy_morphology.io.cluster import ClusterError, ordered_map, parallel_backend
 from tests.core.test_training import labelled
 
 
@@ -34,3 +34,29 @@ def test_dask_search_matches_the_local_search(cluster: LocalCluster, family: str
 def tasks_seen(cluster: LocalCluster) -> int:
     with Client(cluster.scheduler_address) as client:
         return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes))
+
+
+def square_unless_seven(number: int, offset: int) -> int:
+    if number == 7:
+        raise ValueError("seven is not allowed")
+    return number * number + offset
+
+
+def test_ordered_map_keeps_the_input_order(cluster: LocalCluster) -> None:
+    results = ordered_map(cluster.scheduler_address, square_unless_seven, iter(range(7)), 1, window=3)
+    assert list(results) == [number * number + 1 for number in range(7)]
+
+
+def test_ordered_map_names_the_failed_item(cluster: LocalCluster) -> None:
+    with pytest.raises(
+        ClusterError, match=r"item 7 failed on the Dask cluster at .*ValueError: seven is not allowed"
+    ):
+        list(
+            ordered_map(
+                cluster.scheduler_address,
+                square_unless_seven,
+                iter(range(20)),
+                0,
+                describe=lambda n: f"item {n}",
+            )
+        )
