@@ -11,7 +11,7 @@ the model's input, read through :func:`input_columns` by the signature, serving 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ def luminosity_distance_mpc(redshift: np.ndarray) -> np.ndarray:
 
 
 # a table of raw columns: a DataFrame, or column name -> values
-Table = pd.DataFrame | Mapping[str, np.ndarray]
+Table: TypeAlias = pd.DataFrame | Mapping[str, np.ndarray]
 
 
 def profile_features(table: Table) -> np.ndarray:
