@@ -40,7 +40,14 @@ from galaxy_morphology.core.prepare import canonicalize, check_rows, coerce_type
 from galaxy_morphology.core.schema import COLUMN_NAMES, FEATURE_COLUMNS  # noqa: E402
 from galaxy_morphology.io.registry import LoadedModel, Registry  # noqa: E402
 from galaxy_morphology.io.tracking import Tracking  # noqa: E402
-from galaxy_morphology.serving.server import ScoringServer, start_server  # noqa: E402
+from galaxy_morphology.serving.server import (  # noqa: E402
+    BIN_DIR,
+    ScoringServer,
+    free_port,
+    serve_env,
+    start_server,
+    wait_until_ready,
+)
 from galaxy_morphology.tasks.classify import classify_file  # noqa: E402
 from tests.servers import prefect_server  # noqa: E402
 
@@ -129,6 +136,28 @@ def save_stock(model: LoadedModel, example: pd.DataFrame, path: Path) -> None:
         input_example=example,
         pyfunc_predict_fn="predict_proba",
     )
+
+
+def start_stock(model_path: Path, tracking_uri: str, threads: int, log_path: Path) -> ScoringServer:
+    """MLflow's own ``mlflow models serve`` of ``model_path``: what a user gets without the project."""
+    port = free_port()
+    command = [str(BIN_DIR / "mlflow"), "models", "serve", "-m", str(model_path), "--env-manager", "local"]
+    log = open(log_path, "ab")  # noqa: SIM115 - closed by stop()
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=serve_env(tracking_uri, threads),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = ScoringServer(process, f"http://127.0.0.1:{port}", str(model_path), log_path, log)
+    try:
+        wait_until_ready(server, 300)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def spread(values: list[float], unit: str = "ms", scale: float = 1e3) -> str:
@@ -262,12 +291,8 @@ def main() -> None:
                 log_path=work / "server.log",
                 timeout=300,
             ),
-            "stock `mlflow models serve` (mlflow.sklearn)": start_server(
-                str(work / "stock"),
-                args.tracking_uri,
-                threads=args.threads,
-                log_path=work / "stock.log",
-                timeout=300,
+            "stock `mlflow models serve` (mlflow.sklearn)": start_stock(
+                work / "stock", args.tracking_uri, args.threads, work / "stock.log"
             ),
         }
         try:
