@@ -3,11 +3,14 @@
     MLFLOW_TRACKING_URI=sqlite:////tmp/store/mlflow.db \\
         .venv/bin/python bench/bench_serving.py --rows 700000
 
-Starts MLflow's scoring server for the champion on a free loopback port and measures:
-single-record latency (p50/p99) and throughput with 1 and 8 concurrent clients, the
-in-process pyfunc ``predict`` time for one record, a 1,000-record request, and
-``galaxy classify`` on a resampled, jittered copy of the shared snapshot. Prints a
-markdown table with the machine's details.
+Side by side, in one run, on the champion's own fitted pipeline: one-record latency
+(p50/p99) of the project's server (``galaxy serve``: the registered pyfunc) and of MLflow's
+stock server for the same pipeline saved with ``mlflow.sklearn`` (probabilities only, no
+project checks), in interleaved rounds; in process, one record through the pyfunc's
+``predict``, the pipeline's ``predict_proba`` alone and the row checks alone, interleaved
+call by call. Then throughput with 1 and 8 concurrent clients, a 1,000-record request, and
+``galaxy classify`` on a resampled, jittered copy of the shared snapshot. Prints a markdown
+table with the machine's details and its load.
 """
 
 from __future__ import annotations
@@ -26,16 +29,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import requests
+from threadpoolctl import threadpool_limits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.machine import machine  # noqa: E402
-from galaxy_morphology.core.prepare import canonicalize, check_rows, coerce_types  # noqa: E402
+from galaxy_morphology.core.families import TRUSTED_TYPES  # noqa: E402
+from galaxy_morphology.core.prepare import canonicalize, check_rows, coerce_types, model_input  # noqa: E402
 from galaxy_morphology.core.schema import COLUMN_NAMES, FEATURE_COLUMNS  # noqa: E402
-from galaxy_morphology.io.registry import Registry  # noqa: E402
+from galaxy_morphology.io.registry import LoadedModel, Registry  # noqa: E402
 from galaxy_morphology.io.tracking import Tracking  # noqa: E402
-from galaxy_morphology.serving.server import start_server  # noqa: E402
+from galaxy_morphology.serving.server import (  # noqa: E402
+    BIN_DIR,
+    ScoringServer,
+    free_port,
+    serve_env,
+    start_server,
+    wait_until_ready,
+)
 from galaxy_morphology.tasks.classify import classify_file  # noqa: E402
 from tests.servers import prefect_server  # noqa: E402
 
@@ -94,6 +106,128 @@ def resampled(rows: pd.DataFrame, n_rows: int, seed: int) -> pd.DataFrame:
     return sample
 
 
+def sequential(url: str, body: str, requests_count: int) -> list[float]:
+    """``requests_count`` one-at-a-time requests on one connection; latencies in seconds."""
+    latencies = []
+    with requests.Session() as session:
+        headers = {"Content-Type": "application/json"}
+        for _ in range(10):  # warm the connection and the server
+            session.post(url, data=body, headers=headers, timeout=30).raise_for_status()
+        for _ in range(requests_count):
+            began = time.perf_counter()
+            response = session.post(url, data=body, headers=headers, timeout=30)
+            latencies.append(time.perf_counter() - began)
+            response.raise_for_status()
+    return latencies
+
+
+def save_stock(model: LoadedModel, example: pd.DataFrame, path: Path) -> None:
+    """The champion's fitted pipeline saved with ``mlflow.sklearn``: what a user would serve
+    without the project (signature from the same columns, probabilities out, skops)."""
+    import mlflow.sklearn
+
+    pipeline = model.model.unwrap_python_model().pipeline
+    mlflow.sklearn.save_model(
+        pipeline,
+        path,
+        serialization_format="skops",
+        skops_trusted_types=TRUSTED_TYPES,
+        signature=mlflow.models.infer_signature(example, pipeline.predict_proba(example)),
+        input_example=example,
+        pyfunc_predict_fn="predict_proba",
+    )
+
+
+def start_stock(model_path: Path, tracking_uri: str, threads: int, log_path: Path) -> ScoringServer:
+    """MLflow's own ``mlflow models serve`` of ``model_path``: what a user gets without the project."""
+    port = free_port()
+    command = [str(BIN_DIR / "mlflow"), "models", "serve", "-m", str(model_path), "--env-manager", "local"]
+    log = open(log_path, "ab")  # noqa: SIM115 - closed by stop()
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=serve_env(tracking_uri, threads),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = ScoringServer(process, f"http://127.0.0.1:{port}", str(model_path), log_path, log)
+    try:
+        wait_until_ready(server, 300)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def spread(values: list[float], unit: str = "ms", scale: float = 1e3) -> str:
+    """``median [min - max]`` of per-round values."""
+    ordered = sorted(value * scale for value in values)
+    return f"{statistics.median(ordered):.2f} {unit} [{ordered[0]:.2f} - {ordered[-1]:.2f}]"
+
+
+def served_side_by_side(
+    servers: dict[str, ScoringServer], body: str, rounds: int, requests_count: int
+) -> list[tuple[str, str]]:
+    """p50 and p99 of each server, rounds interleaved (the order alternates each round)."""
+    p50: dict[str, list[float]] = {name: [] for name in servers}
+    p99: dict[str, list[float]] = {name: [] for name in servers}
+    names = list(servers)
+    for number in range(rounds):
+        for name in names if number % 2 == 0 else names[::-1]:
+            latencies = sequential(servers[name].url + "/invocations", body, requests_count)
+            p50[name].append(percentile(latencies, 50))
+            p99[name].append(percentile(latencies, 99))
+    span = f"median of {rounds} interleaved rounds of {requests_count} requests [min - max]"
+    results = []
+    for name in names:
+        results.append((f"{name}, 1 record: p50, {span}", spread(p50[name])))
+        results.append((f"{name}, 1 record: p99, {span}", spread(p99[name])))
+    paired = [mine / stock for mine, stock in zip(p50[names[0]], p50[names[1]], strict=True)]
+    results.append((f"p50 {names[0]} / {names[1]}, paired by round", spread(paired, "x", 1.0)))
+    return results
+
+
+def in_process(model: LoadedModel, record: pd.DataFrame, rounds: int, calls: int) -> list[tuple[str, str]]:
+    """One record: the pyfunc's ``predict``, the pipeline's ``predict_proba`` alone and the
+    row checks alone, interleaved call by call; per round the median wall and CPU time."""
+    pipeline = model.model.unwrap_python_model().pipeline
+    columns = model.input_columns
+    cases = {
+        "pyfunc predict": lambda: model.model.predict(record),
+        "pipeline predict_proba": lambda: pipeline.predict_proba(record),
+        "row checks (prepare.model_input)": lambda: model_input(record, columns),
+    }
+    wall: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
+    for case in cases.values():
+        case()
+    for _ in range(rounds):
+        timings: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+        for _ in range(calls):
+            for name, case in cases.items():
+                began, began_cpu = time.perf_counter(), time.thread_time()
+                case()
+                timings[name].append((time.perf_counter() - began, time.thread_time() - began_cpu))
+        for name, pairs in timings.items():
+            wall[name].append(statistics.median(pair[0] for pair in pairs))
+            cpu[name].append(statistics.median(pair[1] for pair in pairs))
+    span = f"median of {rounds} rounds of {calls} interleaved calls [min - max]"
+    results = []
+    for name in cases:
+        results.append((f"in process, 1 record, {name}: wall, {span}", spread(wall[name])))
+        results.append((f"in process, 1 record, {name}: CPU, {span}", spread(cpu[name])))
+    for clock, values in (("wall", wall), ("CPU", cpu)):
+        ratios = [
+            mine / alone
+            for mine, alone in zip(values["pyfunc predict"], values["pipeline predict_proba"], strict=True)
+        ]
+        results.append(
+            (f"pyfunc predict / predict_proba ({clock}), paired by round", spread(ratios, "x", 1.0))
+        )
+    return results
+
+
 def median_run(command: list[str], env: dict[str, str], repeats: int) -> float:
     """Median wall time of ``command`` over ``repeats`` runs (each must succeed)."""
     timings = []
@@ -122,6 +256,12 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the side-by-side")
+    parser.add_argument("--requests", type=int, default=300, help="one-record requests per server and round")
+    parser.add_argument("--calls", type=int, default=300, help="in-process calls per case and round")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="only the side-by-side and in-process figures"
+    )
     args = parser.parse_args()
 
     results: list[tuple[str, str]] = []
@@ -135,8 +275,37 @@ def main() -> None:
         }
     )
 
+    registry = Registry(Tracking(args.tracking_uri), "galaxy-morphology", "champion")
+    model = registry.load(registry.resolve(args.model_uri))
+    record = rows.head(1)[list(model.input_columns)]
+    load_before = os.getloadavg()
+
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
+        save_stock(model, rows.head(5)[list(model.input_columns)].reset_index(drop=True), work / "stock")
+        servers = {
+            "`galaxy serve` (project pyfunc)": start_server(
+                model.resolved.uri,
+                args.tracking_uri,
+                threads=args.threads,
+                log_path=work / "server.log",
+                timeout=300,
+            ),
+            "stock `mlflow models serve` (mlflow.sklearn)": start_stock(
+                work / "stock", args.tracking_uri, args.threads, work / "stock.log"
+            ),
+        }
+        try:
+            results += served_side_by_side(servers, one, args.rounds, args.requests)
+        finally:
+            for server in servers.values():
+                server.stop()
+        with threadpool_limits(limits=args.threads):  # in process as in the servers' workers
+            results += in_process(model, record, args.rounds, args.calls)
+        if args.latency_only:
+            report(args, results, load_before)
+            return
+
         server = start_server(
             args.model_uri,
             args.tracking_uri,
@@ -170,8 +339,6 @@ def main() -> None:
                         f"({errors} errors)",
                     ),
                 ]
-                if clients == 1:
-                    p50_single = statistics.median(p50s) / 1e3
             with requests.Session() as session:
                 times = []
                 for _ in range(20):
@@ -184,19 +351,6 @@ def main() -> None:
             results.append(("1,000-record request: median", f"{statistics.median(times) * 1e3:.1f} ms"))
         finally:
             server.stop()
-
-        registry = Registry(Tracking(args.tracking_uri), "galaxy-morphology", "champion")
-        model = registry.load(registry.resolve(args.model_uri))
-        record = rows.head(1)[list(FEATURE_COLUMNS)]
-        model.model.predict(record)
-        timings = []
-        for _ in range(300):
-            began = time.perf_counter()
-            model.model.predict(record)
-            timings.append(time.perf_counter() - began)
-        in_process = statistics.median(timings)
-        results.append(("in-process pyfunc predict, 1 record: median", f"{in_process * 1e3:.2f} ms"))
-        results.append(("server p50 / in-process predict", f"{p50_single / in_process:.1f}x"))
 
         began = time.perf_counter()
         big = resampled(rows, args.rows, args.seed)
@@ -253,11 +407,18 @@ def main() -> None:
             )
         )
 
+    report(args, results, load_before)
+
+
+def report(args: argparse.Namespace, results: list[tuple[str, str]], load_before: tuple[float, ...]) -> None:
     print("| machine | |\n|---|---|")
     for key, value in machine().items():
         print(f"| {key} | {value} |")
+    before = " / ".join(f"{value:.1f}" for value in load_before)
+    after = " / ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"| load average (1/5/15 min), start / end | {before} / {after} |")
     print(f"| server workers | {args.workers} |")
-    print(f"| threads per worker | {args.threads} |")
+    print(f"| threads per worker (and in process) | {args.threads} |")
     print("\n| measurement | value |\n|---|---:|")
     for key, value in results:
         print(f"| {key} | {value} |")

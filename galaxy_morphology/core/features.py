@@ -10,7 +10,8 @@ the model's input, read through :func:`input_columns` by the signature, serving 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -57,9 +58,13 @@ def luminosity_distance_mpc(redshift: np.ndarray) -> np.ndarray:
     return SPEED_OF_LIGHT_KM_S * z / HUBBLE_CONSTANT * (1.0 + 0.5 * (1.0 - DECELERATION_Q0) * z)
 
 
-def profile_features(frame: pd.DataFrame) -> np.ndarray:
+# a table of raw columns: a DataFrame, or column name -> values
+Table: TypeAlias = pd.DataFrame | Mapping[str, np.ndarray]
+
+
+def profile_features(table: Table) -> np.ndarray:
     """Compute ``PROFILE_FEATURE_NAMES`` from ``PROFILE_COLUMNS``."""
-    get = {name: frame[name].to_numpy(dtype="float64") for name in PROFILE_COLUMNS}
+    get = {name: np.asarray(table[name], dtype="float64") for name in PROFILE_COLUMNS}
     difference = get["lnLDeV_r"] - get["lnLExp_r"]
     return np.column_stack(
         (
@@ -70,9 +75,9 @@ def profile_features(frame: pd.DataFrame) -> np.ndarray:
     )
 
 
-def catalogue_features(frame: pd.DataFrame) -> np.ndarray:
+def catalogue_features(table: Table) -> np.ndarray:
     """Compute ``FEATURE_NAMES`` from the raw catalogue columns (``FEATURE_COLUMNS``)."""
-    get = {name: frame[name].to_numpy(dtype="float64") for name in FEATURE_COLUMNS}
+    get = {name: np.asarray(table[name], dtype="float64") for name in FEATURE_COLUMNS}
     u, g, r, i, z_mag = (get[f"mag_{band}"] for band in "ugriz")
     redshift = get["redshift"]
     dev_radius, exp_radius = get["deVRad_r"], get["expRad_r"]
@@ -105,18 +110,38 @@ def catalogue_features(frame: pd.DataFrame) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def _missing(columns: tuple[str, ...], frame: pd.DataFrame) -> None:
-    missing = [name for name in columns if name not in frame.columns]
+def raw_columns(X: pd.DataFrame | np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The columns ``names`` of ``X`` as float64 arrays, by name.
+
+    A DataFrame is read by column name (in one step when it holds exactly ``names``); a
+    2-D array is read by position, its columns in the order of ``names`` (scikit-learn's
+    convention for arrays given to a step fitted on a DataFrame).
+    """
+    if isinstance(X, np.ndarray):
+        if X.ndim != 2 or X.shape[1] != len(names):
+            raise SchemaError(f"expected an array of {len(names)} columns {list(names)}, got shape {X.shape}")
+        values = np.asarray(X, dtype="float64")
+        return {name: values[:, position] for position, name in enumerate(names)}
+    missing = [name for name in names if name not in X.columns]
     if missing:
         raise SchemaError(f"missing feature column(s): {missing}")
+    if tuple(X.columns) == names:
+        values = X.to_numpy(dtype="float64")
+        return {name: values[:, position] for position, name in enumerate(names)}
+    return {name: X[name].to_numpy(dtype="float64") for name in names}
 
 
 class CatalogueFeatures(TransformerMixin, BaseEstimator):
     """Scikit-learn step wrapping :func:`catalogue_features` (and :func:`profile_features`
-    when it was fitted on a table with the profile columns)."""
+    when it was fitted on a table with the profile columns).
+
+    ``transform`` takes a DataFrame with (at least) the columns it was fitted on, or a float
+    array of exactly those columns in that order (the serving path: no pandas per row)."""
 
     def fit(self, X: pd.DataFrame, y: object = None) -> CatalogueFeatures:
-        _missing(FEATURE_COLUMNS, X)
+        missing = [name for name in FEATURE_COLUMNS if name not in X.columns]
+        if missing:
+            raise SchemaError(f"missing feature column(s): {missing}")
         columns = model_columns(X.columns)
         self.n_features_in_ = len(columns)
         self.feature_names_in_ = np.asarray(columns, dtype=object)
@@ -125,10 +150,10 @@ class CatalogueFeatures(TransformerMixin, BaseEstimator):
     def _profiles(self) -> bool:
         return len(self.feature_names_in_) > len(FEATURE_COLUMNS)
 
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        _missing(tuple(self.feature_names_in_), X)
-        features = catalogue_features(X)
-        return np.hstack((features, profile_features(X))) if self._profiles() else features
+    def transform(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        columns = raw_columns(X, input_columns(self))
+        features = catalogue_features(columns)
+        return np.hstack((features, profile_features(columns))) if self._profiles() else features
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         profile = PROFILE_FEATURE_NAMES if self._profiles() else ()

@@ -6,6 +6,7 @@ Nothing here reads or writes files; the Prefect tasks in ``tasks/prepare.py`` wr
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -132,13 +133,89 @@ class RowCheck:
         return {reason: int(counts.get(reason, 0)) for reason in DROP_REASONS}
 
 
-def check_rows(frame: pd.DataFrame, columns: Sequence[str], check_flags: bool) -> RowCheck:
-    """Apply the drop rules to ``columns`` (already numeric) and name each row's first problem."""
-    index = frame.index
-    reason = np.full(len(frame), "", dtype=object)
-    detail = np.full(len(frame), "", dtype=object)
-    values = frame[list(columns)].to_numpy(dtype="float64", na_value=np.nan)
-    names = list(columns)
+SENTINEL_TOLERANCE = 1e-8 + 1e-5 * abs(SENTINEL)  # np.isclose(value, SENTINEL)'s own tolerance
+
+
+@dataclass(frozen=True)
+class ColumnRules:
+    """Where the drop rules look in a table of ``names``: computed once per column order.
+
+    ``lower_open`` < value, ``lower`` <= value <= ``upper`` per column (infinite where no
+    bound): together with "finite, not the sentinel" they are every value rule at once.
+    """
+
+    names: tuple[str, ...]
+    magnitudes: np.ndarray  # positions of the five magnitudes, empty unless all are there
+    axis_ratios: np.ndarray  # per column: True for an axis ratio
+    radii: np.ndarray
+    redshift: np.ndarray
+    low: np.ndarray  # physical range (inclusive), -inf without a bound
+    high: np.ndarray
+    lower_open: np.ndarray  # a value must be above this: 0 for radii and axis ratios
+    lower: np.ndarray  # ... and at least this: the physical low, -0.01 for redshift
+    upper: np.ndarray  # ... and at most this: the physical high, 1 for axis ratios
+
+
+@functools.lru_cache(maxsize=64)
+def column_rules(names: tuple[str, ...]) -> ColumnRules:
+    """The drop rules' view of ``names`` (cached: serving asks for the same columns every time)."""
+    specs = [BY_NAME.get(name) for name in names]
+    low = np.array([-np.inf if s is None or s.low is None else s.low for s in specs], dtype="float64")
+    high = np.array([np.inf if s is None or s.high is None else s.high for s in specs], dtype="float64")
+    axis_ratios = np.isin(names, AXIS_RATIOS) if names else np.zeros(0, dtype=bool)
+    radii = np.isin(names, RADII) if names else np.zeros(0, dtype=bool)
+    redshift = np.array([name == "redshift" for name in names], dtype=bool)
+    magnitudes = [names.index(name) for name in MAGNITUDES if name in names]
+    return ColumnRules(
+        names=names,
+        magnitudes=np.array(magnitudes if len(magnitudes) == len(MAGNITUDES) else [], dtype=np.intp),
+        axis_ratios=axis_ratios,
+        radii=radii,
+        redshift=redshift,
+        low=low,
+        high=high,
+        lower_open=np.where(axis_ratios | radii, 0.0, -np.inf),
+        lower=np.where(redshift, np.maximum(low, MIN_REDSHIFT), low),
+        upper=np.where(axis_ratios, np.minimum(high, 1.0), high),
+    )
+
+
+def usable_rows(values: np.ndarray, rules: ColumnRules, flags: np.ndarray | None = None) -> np.ndarray:
+    """Per row: True when no drop rule applies (a few numpy steps over the whole table).
+
+    ``values`` holds the columns ``rules.names`` (float64); ``flags`` the three GZ1 flags,
+    when they are checked. Exactly the rows :func:`first_problems` finds nothing in.
+    """
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(values)
+        good &= np.abs(values - SENTINEL) > SENTINEL_TOLERANCE
+        good &= values > rules.lower_open
+        good &= values >= rules.lower
+        good &= values <= rules.upper
+    usable = good.all(axis=1)
+    if len(rules.magnitudes):
+        usable &= (values[:, rules.magnitudes] != 0).any(axis=1)
+    if flags is not None:
+        usable &= _flags_valid(flags)
+    return usable
+
+
+def _flags_valid(flags: np.ndarray) -> np.ndarray:
+    binary = np.isin(flags, (0.0, 1.0)).all(axis=1)
+    return binary & (np.nansum(flags, axis=1) == 1)
+
+
+def first_problems(
+    values: np.ndarray, rules: ColumnRules, flags: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the first drop rule that applies (its code) and a message naming the field.
+
+    Both are "" for a usable row. Rules are tried in ``DROP_REASONS`` order; within a rule,
+    the first column (in ``rules.names`` order) with a bad value is named.
+    """
+    names = rules.names
+    reason = np.full(len(values), "", dtype=object)
+    detail = np.full(len(values), "", dtype=object)
 
     def mark(code: str, bad: np.ndarray, message: str) -> None:
         """Record ``code`` for rows with a bad cell and no earlier reason."""
@@ -147,51 +224,56 @@ def check_rows(frame: pd.DataFrame, columns: Sequence[str], check_flags: bool) -
             return
         first = bad.argmax(axis=1)
         for row in np.flatnonzero(rows):
-            name = names[first[row]]
             reason[row] = code
-            detail[row] = message.format(name=name, value=values[row, first[row]])
+            detail[row] = message.format(name=names[first[row]], value=values[row, first[row]])
 
-    def cols(selection: Iterable[str]) -> np.ndarray:
-        mask = np.zeros(values.shape, dtype=bool)
-        for name in selection:
-            if name in names:
-                mask[:, names.index(name)] = True
-        return mask
-
-    mark("missing_value", np.isnan(values), "{name}: missing value (NaN or empty)")
-    mark("sentinel_-9999", np.isclose(values, SENTINEL), "{name}: -9999 sentinel")
-    mark("missing_value", ~np.isfinite(values) & ~np.isnan(values), "{name}: infinite value")
-    mags = [name for name in MAGNITUDES if name in names]
-    if len(mags) == len(MAGNITUDES):
-        zero = np.zeros(values.shape, dtype=bool)
-        all_zero = (values[:, [names.index(name) for name in mags]] == 0).all(axis=1)
-        zero[:, names.index(mags[0])] = all_zero
-        mark("all_zero_magnitudes", zero, "mag_u..mag_z: all magnitudes are 0")
     with np.errstate(invalid="ignore"):
-        ratio = cols(AXIS_RATIOS) & ((values <= 0) | (values > 1))
+        mark("missing_value", np.isnan(values), "{name}: missing value (NaN or empty)")
+        mark("sentinel_-9999", np.isclose(values, SENTINEL), "{name}: -9999 sentinel")
+        mark("missing_value", np.isinf(values), "{name}: infinite value")
+        if len(rules.magnitudes):
+            zero = np.zeros(values.shape, dtype=bool)
+            zero[:, rules.magnitudes[0]] = (values[:, rules.magnitudes] == 0).all(axis=1)
+            mark("all_zero_magnitudes", zero, "mag_u..mag_z: all magnitudes are 0")
+        ratio = rules.axis_ratios & ((values <= 0) | (values > 1))
         mark("axis_ratio_outside_(0,1]", ratio, "{name}: axis ratio {value:g} outside (0, 1]")
-        radius = cols(RADII) & (values <= 0)
-        mark("non_positive_radius", radius, "{name}: radius {value:g} is not positive")
-        low_z = cols(["redshift"]) & (values < MIN_REDSHIFT)
+        mark("non_positive_radius", rules.radii & (values <= 0), "{name}: radius {value:g} is not positive")
+        low_z = rules.redshift & (values < MIN_REDSHIFT)
         mark("redshift_below_-0.01", low_z, "{name}: redshift {value:g} below -0.01")
-        outside = np.zeros(values.shape, dtype=bool)
-        for position, name in enumerate(names):
-            spec = BY_NAME.get(name)
-            if spec is None:
-                continue
-            if spec.low is not None:
-                outside[:, position] |= values[:, position] < spec.low
-            if spec.high is not None:
-                outside[:, position] |= values[:, position] > spec.high
+        outside = (values < rules.low) | (values > rules.high)
         mark("out_of_physical_range", outside, "{name}: value {value:g} outside physical range")
-    if check_flags:
-        flags = frame[list(FLAGS)].to_numpy(dtype="float64", na_value=np.nan)
-        not_binary = ~np.isin(flags, (0.0, 1.0))
-        not_one_hot = np.nansum(flags, axis=1) != 1
+    if flags is not None:
         bad = np.zeros(values.shape, dtype=bool)
-        bad[:, 0] = not_binary.any(axis=1) | not_one_hot
+        bad[:, 0] = ~_flags_valid(flags)
         mark("invalid_label_flags", bad, "spiral/elliptical/uncertain: exactly one flag must be 1")
-    return RowCheck(pd.Series(reason, index=index), pd.Series(detail, index=index))
+    return reason, detail
+
+
+def row_problems(
+    values: np.ndarray, rules: ColumnRules, flags: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows no rule allows (positions) with their reasons and messages.
+
+    The whole table takes the quick test (:func:`usable_rows`); only the rows that fail it
+    are searched for their first problem.
+    """
+    bad = np.flatnonzero(~usable_rows(values, rules, flags))
+    if not len(bad):
+        return bad, np.empty(0, dtype=object), np.empty(0, dtype=object)
+    reason, detail = first_problems(values[bad], rules, None if flags is None else flags[bad])
+    return bad, reason, detail
+
+
+def check_rows(frame: pd.DataFrame, columns: Sequence[str], check_flags: bool) -> RowCheck:
+    """Apply the drop rules to ``columns`` (already numeric) and name each row's first problem."""
+    values = frame[list(columns)].to_numpy(dtype="float64", na_value=np.nan)
+    flags = frame[list(FLAGS)].to_numpy(dtype="float64", na_value=np.nan) if check_flags else None
+    bad, bad_reason, bad_detail = row_problems(values, column_rules(tuple(columns)), flags)
+    reason = np.full(len(frame), "", dtype=object)
+    detail = np.full(len(frame), "", dtype=object)
+    reason[bad] = bad_reason
+    detail[bad] = bad_detail
+    return RowCheck(pd.Series(reason, index=frame.index), pd.Series(detail, index=frame.index))
 
 
 def validate_raw(frame: pd.DataFrame) -> pd.DataFrame:
@@ -332,16 +414,31 @@ class PreparedData:
 
 def model_input(
     frame: pd.DataFrame, columns: Sequence[str] = FEATURE_COLUMNS, max_listed: int = 5
-) -> pd.DataFrame:
+) -> np.ndarray:
     """Check rows sent for scoring a model that takes ``columns``; raise ``SchemaError`` naming
-    each bad field, else return them."""
+    each bad field, else return their values (float64, one column per name, in that order)."""
     if len(frame) == 0:
         raise SchemaError("no records: send at least one row")
-    typed = coerce_types(canonicalize(frame, columns), columns)
-    verdict = check_rows(typed, columns, check_flags=False)
-    if not verdict.ok.all():
-        bad = verdict.detail[~verdict.ok]
-        listed = "; ".join(f"row {row}: {message}" for row, message in bad.head(max_listed).items())
+    names = tuple(columns)
+    values = _model_values(frame, names)
+    bad, _, detail = row_problems(values, column_rules(names))
+    if len(bad):
+        rows = frame.index[bad[:max_listed]]
+        listed = "; ".join(f"row {row}: {message}" for row, message in zip(rows, detail, strict=False))
         more = f" (and {len(bad) - max_listed} more)" if len(bad) > max_listed else ""
         raise SchemaError(f"{len(bad)} invalid row(s): {listed}{more}")
-    return typed[list(columns)]
+    return values
+
+
+def _model_values(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """``columns`` of ``frame`` as float64. A table of exactly those columns, all numbers (what
+    MLflow's schema enforcement hands the model), is read in one step; any other goes through
+    the canonical names and the type checks."""
+    if tuple(frame.columns) == columns:
+        values = frame.to_numpy()
+        # one float64 array only when every column is a non-boolean number (bool or text give
+        # object arrays, all-integer tables int64: those take the checked path)
+        if values.dtype == np.float64:
+            return values
+    typed = coerce_types(canonicalize(frame, columns), columns)
+    return typed[list(columns)].to_numpy(dtype="float64", na_value=np.nan)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import skops.io
 from mlflow.exceptions import MlflowException
@@ -36,14 +37,21 @@ class GalaxyMorphologyModel(PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         try:
-            features = _checked(model_input, self.columns)
+            values = _checked(model_input, self.columns)
         except SchemaError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
-        proba = self.pipeline.predict_proba(features)[:, 1]
-        return pd.DataFrame({"label": to_labels(proba), "p_elliptical": proba})
+        # the checked values go to the pipeline as one float array (its feature step reads
+        # the columns by position): no pandas work per request
+        return prediction_frame(self.pipeline.predict_proba(values)[:, 1])
 
 
-def _checked(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+def _checked(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     if not isinstance(frame, pd.DataFrame):
         raise SchemaError(f"expected a table of catalogue columns, got {type(frame).__name__}")
     return prepare.model_input(frame, columns)
+
+
+def prediction_frame(p_elliptical: np.ndarray) -> pd.DataFrame:
+    """``label`` and ``p_elliptical`` per row."""
+    proba = np.asarray(p_elliptical, dtype="float64")
+    return pd.DataFrame({"label": to_labels(proba), "p_elliptical": proba}, copy=False)

@@ -95,3 +95,16 @@ def test_the_step_takes_the_columns_it_was_fitted_on() -> None:
         with_profiles.transform(profiled(raw_frame(3, 3, 0)).drop(columns=["fracDeV_r"]))
     with pytest.raises(ValueError, match=r"profile columns come together: .*missing \['lnLExp_r'\]"):
         CatalogueFeatures().fit(profiled(raw_frame(3, 3, 0)).drop(columns=["lnLExp_r"]))
+
+
+def test_the_step_reads_an_array_by_position_as_it_reads_a_table_by_name() -> None:
+    frame = profiled(raw_frame(3, 3, 0))
+    for step in (CatalogueFeatures().fit(raw_frame(3, 3, 0)), CatalogueFeatures().fit(frame)):
+        columns = list(input_columns(step))
+        by_name = step.transform(frame)  # every raw column, in the table's order
+        np.testing.assert_array_equal(step.transform(frame[columns].to_numpy()), by_name)
+        np.testing.assert_array_equal(step.transform(frame[columns]), by_name)
+        with pytest.raises(
+            ValueError, match=rf"expected an array of {len(columns)} columns .* got shape \(6, 3\)"
+        ):
+            step.transform(frame[columns[:3]].to_numpy())

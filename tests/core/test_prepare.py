@@ -11,13 +11,18 @@ from galaxy_morphology.core.prepare import (
     LABEL,
     SchemaError,
     canonicalize,
+    check_rows,
     clean,
     coerce_types,
+    column_rules,
+    first_problems,
     label,
+    model_input,
     split,
+    usable_rows,
     validate_raw,
 )
-from galaxy_morphology.core.schema import COLUMN_NAMES, PROFILE_COLUMNS
+from galaxy_morphology.core.schema import COLUMN_NAMES, FEATURE_COLUMNS, MAGNITUDES, PROFILE_COLUMNS
 from tests.factories import catalogue, raw_frame, with_values
 
 # --------------------------------------------------------------------------- canonicalize
@@ -338,3 +343,117 @@ def test_split_of_rows_without_specobjid_ignores_repeated_ids() -> None:
     labelled["objid"] = labelled["objid"] // 10 * 10  # like the snapshot: many rows share an id
     parts = split(labelled, 0.8, 0.1, 0.1, seed=42)
     assert parts.sizes == {"train": 240, "validation": 30, "test": 30}
+
+
+# --------------------------------------------------------------------------- the rules in numpy
+
+
+def edge_table(n_rows: int, columns: tuple[str, ...], seed: int) -> np.ndarray:
+    """Valid values with cells replaced, at random, by every value a rule turns on."""
+    rng = np.random.default_rng(seed)
+    values = validate_raw(catalogue(n_rows, seed=seed))[list(columns)].to_numpy(dtype="float64", copy=True)
+    edges = np.array(
+        [np.nan, np.inf, -np.inf, -9999.0, -9999.05, -9998.9, 0.0, -0.0, 1.0, 1.0000001, -0.01, -0.0100001,
+         5.0, 4.999, 40.0, 40.01, 300.0, 300.5, 1.5, -1.5, 7.0, 7.1, 14.0, 360.0]
+    )  # fmt: skip
+    spoiled = rng.random(values.shape) < 0.15
+    values[spoiled] = rng.choice(edges, spoiled.sum())
+    magnitudes = [columns.index(name) for name in MAGNITUDES]
+    values[np.ix_(rng.random(n_rows) < 0.05, magnitudes)] = 0.0  # some rows with every magnitude 0
+    return values
+
+
+@pytest.mark.parametrize("columns", [COLUMN_NAMES[1:16], FEATURE_COLUMNS, FEATURE_COLUMNS[::-1]])
+def test_the_quick_test_finds_exactly_the_rows_a_rule_names(columns: tuple[str, ...]) -> None:
+    values = edge_table(2_000, columns, seed=len(columns))
+    rules = column_rules(columns)
+    reason, _ = first_problems(values, rules)
+    assert 0 < (reason != "").sum() < len(values)  # the table has both kinds of rows
+    np.testing.assert_array_equal(usable_rows(values, rules), reason == "")
+    flags = np.random.default_rng(1).choice(
+        [0.0, 1.0, 2.0, np.nan], size=(len(values), 3), p=[0.6, 0.3, 0.05, 0.05]
+    )
+    reason, _ = first_problems(values, rules, flags)
+    np.testing.assert_array_equal(usable_rows(values, rules, flags), reason == "")
+
+
+def test_check_rows_names_the_first_problem_of_each_bad_row_only() -> None:
+    frame = validate_raw(catalogue(8)).set_index(pd.Index([f"g{i}" for i in range(8)]))
+    frame = with_values(frame, "g2", mag_i=np.inf, deVAB_r=1.5)
+    frame = with_values(frame, "g5", expRad_r=-1.0)
+    verdict = check_rows(frame, FEATURE_COLUMNS, check_flags=False)
+    assert verdict.reason[~verdict.ok].to_dict() == {"g2": "missing_value", "g5": "non_positive_radius"}
+    assert verdict.detail["g2"] == "mag_i: infinite value"
+    assert verdict.detail["g5"] == "expRad_r: radius -1 is not positive"
+    assert (verdict.detail[verdict.ok] == "").all()
+
+
+# --------------------------------------------------------------------------- model_input: what serving checks
+
+
+def one_record(**values: object) -> pd.DataFrame:
+    return with_values(raw_frame(1, 0, 0)[list(FEATURE_COLUMNS)].astype("float64"), 0, **values)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"mag_r": np.nan}, "1 invalid row(s): row 0: mag_r: missing value (NaN or empty)"),
+        ({"mag_g": np.inf}, "1 invalid row(s): row 0: mag_g: infinite value"),
+        ({"stellar_mass": -9999.0}, "1 invalid row(s): row 0: stellar_mass: -9999 sentinel"),
+        ({name: 0.0 for name in MAGNITUDES}, "1 invalid row(s): row 0: mag_u..mag_z: all magnitudes are 0"),
+        ({"deVAB_r": 1.5}, "1 invalid row(s): row 0: deVAB_r: axis ratio 1.5 outside (0, 1]"),
+        ({"expAB_r": 0.0}, "1 invalid row(s): row 0: expAB_r: axis ratio 0 outside (0, 1]"),
+        ({"deVRad_r": 0.0}, "1 invalid row(s): row 0: deVRad_r: radius 0 is not positive"),
+        ({"redshift": -0.02}, "1 invalid row(s): row 0: redshift: redshift -0.02 below -0.01"),
+        ({"mag_z": 41.0}, "1 invalid row(s): row 0: mag_z: value 41 outside physical range"),
+        (
+            {"stellar_mass": 4.0, "mag_r": np.nan},
+            "1 invalid row(s): row 0: mag_r: missing value (NaN or empty)",
+        ),
+    ],
+)
+def test_model_input_names_the_field_and_the_problem(values: dict[str, float], message: str) -> None:
+    with pytest.raises(SchemaError) as error:
+        model_input(one_record(**values))
+    assert str(error.value) == message
+
+
+def test_model_input_lists_five_bad_rows_by_their_labels_and_counts_the_rest() -> None:
+    frame = raw_frame(5, 4, 0)[list(FEATURE_COLUMNS)].set_axis(range(100, 109))
+    frame["deVRad_r"] = [-1.0] * 7 + [2.0, 3.0]
+    with pytest.raises(SchemaError) as error:
+        model_input(frame)
+    listed = "; ".join(f"row {row}: deVRad_r: radius -1 is not positive" for row in range(100, 105))
+    assert str(error.value) == f"7 invalid row(s): {listed} (and 2 more)"
+
+
+def test_model_input_refuses_an_empty_table_missing_columns_text_and_booleans() -> None:
+    with pytest.raises(SchemaError, match=r"^no records: send at least one row$"):
+        model_input(one_record().iloc[0:0])
+    with pytest.raises(SchemaError, match=r"^missing required column\(s\): 'mag_r'$"):
+        model_input(one_record().drop(columns=["mag_r"]))
+    text = one_record().astype({"mag_r": object})
+    text.loc[0, "mag_r"] = "bright"
+    with pytest.raises(
+        SchemaError, match=r"^column 'mag_r': expected numbers, found 'bright' \(row 0; 1 such"
+    ):
+        model_input(text)
+    with pytest.raises(SchemaError, match=r"^column 'redshift': expected numbers, got booleans$"):
+        model_input(one_record().assign(redshift=True))
+
+
+def test_model_input_gives_the_values_in_the_models_column_order_whatever_the_table() -> None:
+    rows = raw_frame(3, 3, 0)
+    expected = rows[list(FEATURE_COLUMNS)].to_numpy(dtype="float64")
+    exact = rows[list(FEATURE_COLUMNS)].astype("float64")
+    shuffled = rows[list(reversed(rows.columns))]  # every raw column, in another order
+    integers = exact.round().astype("int64").assign(deVAB_r=exact["deVAB_r"], expAB_r=exact["expAB_r"])
+    aliased = exact.rename(columns={"redshift": "Z", "stellar_mass": "logmass"})
+    for table in (exact, shuffled, aliased):
+        values = model_input(table)
+        assert values.dtype == np.float64 and values.shape == (6, len(FEATURE_COLUMNS))
+        np.testing.assert_array_equal(values, expected)
+    # numbers written as text are parsed (pandas' parser may differ in the last bit)
+    np.testing.assert_allclose(model_input(exact.map(repr)), expected, rtol=1e-15)
+    np.testing.assert_array_equal(model_input(integers), integers.to_numpy(dtype="float64"))
