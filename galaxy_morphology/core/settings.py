@@ -170,6 +170,9 @@ class TrainingSettings(_Section):
         description="only a family whose pipeline predicts one record within this many ms "
         "(median, in-process) can win; None: no latency budget",
     )
+    progress_seconds: Float = Field(
+        10.0, ge=0.5, le=3600, description="a search's fits done, elapsed and time left: how often"
+    )
 
 
 class MlflowSettings(_Section):

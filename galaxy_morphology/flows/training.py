@@ -77,7 +77,7 @@ def train_on(settings: Settings, prepared: PreparedData, quick: bool, promote: b
     tracking, experiment, options = registry.tracking, settings.mlflow.experiment, settings.training
     run_id = start_training_run(tracking, experiment, prepared, run_parameters(settings, budget, quick))
     try:
-        results = tune_families(options.families, parts, budget, options.ensemble)
+        results = tune_families(options.families, parts, budget, options.ensemble, options.progress_seconds)
         log_family_runs(tracking, experiment, run_id, results, prepared)
         winner = select_winner(results, options.max_predict_ms)
         model = refit(winner, parts)
