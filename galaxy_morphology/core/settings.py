@@ -90,6 +90,9 @@ class DataSettings(_Section):
     source: Literal["snapshot", "skyserver"] = "snapshot"
     snapshot_path: Path = Path("../shared/data/gz1_sdss_dr9_curtin_3976.csv.gz")
     cache_dir: Path = Path("data/cache")
+    export_dir: Path | None = Field(
+        None, description="write the labelled and unlabelled rows and each split here as CSV (None: don't)"
+    )
 
 
 class SkyServerSettings(_Section):

@@ -13,7 +13,7 @@ from galaxy_morphology.core.settings import Settings, load_settings
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.skyserver import SkyServerRequest
 from galaxy_morphology.tasks.ingest import ingest_skyserver, ingest_snapshot
-from galaxy_morphology.tasks.prepare import clean, label, split, validate
+from galaxy_morphology.tasks.prepare import clean, export, label, split, validate
 
 
 def prepare_data(settings: Settings) -> PreparedData:
@@ -32,9 +32,10 @@ def prepare_data(settings: Settings) -> PreparedData:
     kept, dropped = clean(validate(raw))
     labelled, unlabelled = label(kept, settings.labels.rule, settings.labels.threshold)
     parts = split(labelled, fractions.train, fractions.validation, fractions.test, fractions.seed)
+    exported = export(labelled, unlabelled, parts, data.export_dir) if data.export_dir is not None else {}
     counts = prepared_counts(len(raw), kept, dropped, labelled, unlabelled, parts, stages)
     log.info("rows: %s", counts)
-    return PreparedData(source, counts, dropped, parts, unlabelled, digest(labelled))
+    return PreparedData(source, counts, dropped, parts, unlabelled, digest(labelled), exported)
 
 
 @flow(name="galaxy-data")
@@ -43,10 +44,18 @@ def data_flow(
     snapshot: str | None = None,
     settings_file: str | None = None,
     max_rows: int | None = None,
+    export_dir: str | None = None,
 ) -> PreparedData:
-    """Ingest the GZ1 table and hand back a clean, labelled, split table."""
+    """Ingest the GZ1 table and hand back a clean, labelled, split table.
+
+    With ``export_dir`` (or ``data.export_dir``), the labelled and unlabelled rows and each
+    split are also written there as CSV files.
+    """
     settings = load_settings(
-        {"data": {"source": source, "snapshot_path": snapshot}, "skyserver": {"max_rows": max_rows}},
+        {
+            "data": {"source": source, "snapshot_path": snapshot, "export_dir": export_dir},
+            "skyserver": {"max_rows": max_rows},
+        },
         Path(settings_file) if settings_file else None,
     )
     return prepare_data(settings)
