@@ -83,7 +83,10 @@ def quiet_library_warnings() -> None:
 
 
 def show(table: Table) -> None:
-    Console(highlight=False, soft_wrap=False).print(table)
+    """Print a table and a blank line after it."""
+    console = Console(highlight=False, soft_wrap=False)
+    console.print(table)
+    console.print()
 
 
 def aligned(
@@ -192,11 +195,11 @@ def train(
     settings: SettingsOption = None,
 ) -> None:
     """Run the training flow: tune, evaluate, register, and gate the champion alias."""
+    if search is not None and search not in ("random", "halving"):  # before the slow imports
+        raise typer.BadParameter(f"must be random or halving, got {search!r}", param_hint="--search")
     from galaxy_morphology.flows.training import training_flow
 
     _use_settings_file(settings)
-    if search is not None and search not in ("random", "halving"):
-        raise typer.BadParameter(f"must be random or halving, got {search!r}", param_hint="--search")
     chosen: Literal["random", "halving"] | None = search  # type: ignore[assignment]  # checked above
     try:
         summary = training_flow(

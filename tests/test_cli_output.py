@@ -126,7 +126,7 @@ def test_train_then_monitor_the_test_split_healthy_and_with_flipped_labels(works
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--search", "grid"], "error: Invalid value for '--search': must be random or halving"),
+        (["train", "--search", "grid"], "error: Invalid value for --search: must be random or halving"),
         (["monitor", "--batch", "nowhere.csv"], "error: batch file not found: nowhere.csv"),
     ],
 )
