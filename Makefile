@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SNAPSHOT ?= ../shared/data/gz1_sdss_dr9_curtin_3976.csv.gz
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: install run train serve test lint format bench clean
+.PHONY: install run ingest train classify monitor review serve test lint format bench clean
 
 $(BIN)/galaxy: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,9 @@ run: install
 	@echo "               (then open http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning: the runs, not the GenAI view)"
 	@echo "  Serve:       make serve                         (champion on http://127.0.0.1:5001/invocations)"
 
-serve: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/galaxy serve $(ARGS)
+# every `galaxy` command without activating the virtualenv: make monitor ARGS="--batch data/export/test.csv"
+ingest train classify monitor review serve: install
+	@PATH="$(abspath $(BIN)):$$PATH" $(BIN)/galaxy $@ $(ARGS)
 
 # provision: the Debian packages and the Docker daemon the tests use (apt as root; otherwise it
 # says what to install)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click
 
 from galaxy_morphology.core.settings import FAMILY_NAMES, SETTINGS_FILE_ENV, SettingsError
 
@@ -21,6 +27,15 @@ app = typer.Typer(
 Source = Literal["settings", "snapshot", "skyserver"]
 # galaxy monitor: 0 pass, 1 a metric left its range, 3 the batch could not be judged
 MONITOR_EXIT_CODES = {"breach": 1, "insufficient": 3}
+TEST_METRICS = (
+    "f1_macro",
+    "f1_weighted",
+    "accuracy",
+    "roc_auc",
+    "recall_elliptical",
+    "recall_spiral",
+    "brier",
+)
 SettingsOption = Annotated[
     Path | None,
     typer.Option("--settings", help="settings YAML file (default: settings.yaml, or $GALAXY_SETTINGS_FILE)"),
@@ -34,10 +49,23 @@ SnapshotOption = Annotated[
 
 
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
-PREFECT_DEFAULTS = {
+# set unless the caller set them: no usage reports (Prefect's server, MLflow and Evidently
+# send them by default, and print an error where there is no network), no download bars
+PROCESS_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",  # Evidently's (and MLflow's) opt-out
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # not "Creating initial MLflow database tables..."
+    # the temporary server's own log: when it stops it can report events it had not flushed
+    # with tracebacks (seen on a busy machine); the command's own errors still show
+    "PREFECT_SERVER_LOGGING_LEVEL": "CRITICAL",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
 }
+# library warnings about the libraries' own use (deprecations, pip and setuptools notes, MLflow's
+# advice on model logging) are not the user's business; the command's own errors still show
+QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+QUIET_MODULES = r"(mlflow|setuptools|pkg_resources|_distutils_hack|pydantic|prefect|evidently|alembic)(\..*)?"
 
 
 @app.callback()
@@ -48,10 +76,37 @@ def main() -> None:
     # and the search workers stop with it
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, _interrupt)
-    # before Prefect is imported: the temporary server's usage reports only print errors
-    # here (no network), and its start-up needs more than 20 s on a busy machine
-    for name, value in PREFECT_DEFAULTS.items():
+    # before Prefect, MLflow or Evidently is imported, and inherited by the temporary Prefect
+    # server and the search workers; the temporary server needs more than 20 s to start on a
+    # busy machine
+    for name, value in PROCESS_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    quiet_library_warnings()
+
+
+def quiet_library_warnings() -> None:
+    for category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", module=QUIET_MODULES)
+
+
+def show(table: Table) -> None:
+    """Print a table and a blank line after it."""
+    console = Console(highlight=False, soft_wrap=False)
+    console.print(table)
+    console.print()
+
+
+def aligned(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], title: str | None = None, left: int = 1
+) -> Table:
+    """A borderless table: the first ``left`` columns left-aligned, the others right-aligned."""
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for number, header in enumerate(headers):
+        table.add_column(header, justify="left" if number < left else "right")
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    return table
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -116,6 +171,13 @@ def ingest(
         int | None,
         typer.Option("--max-rows", min=1, help="SkyServer: fetch only the first N rows (a quick try)"),
     ] = None,
+    export_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--export-dir",
+            help="also write labelled.csv, unlabelled.csv, train.csv, validation.csv and test.csv here",
+        ),
+    ] = None,
     settings: SettingsOption = None,
 ) -> None:
     """Run the data flow: ingest -> validate -> clean -> label -> split, printing row counts."""
@@ -124,17 +186,19 @@ def ingest(
     _use_settings_file(settings)
     try:
         prepared = data_flow(
-            source=_check_source(source), snapshot=str(snapshot or ""), max_rows=max_rows or 0
+            source=_check_source(source),
+            snapshot=str(snapshot or ""),
+            max_rows=max_rows or 0,
+            export_dir=str(export_dir or ""),
         )
     except user_errors() as error:
         _fail(error)
         return
     typer.echo(f"source: {prepared.source}")
-    for step, count in prepared.counts.items():
-        typer.echo(f"  {step:>20}: {count}")
-    typer.echo("dropped per reason:")
-    for reason, count in prepared.dropped.items():
-        typer.echo(f"  {reason:>28}: {count}")
+    show(aligned(["step", "rows"], prepared.counts.items()))
+    show(aligned(["dropped per reason", "rows"], prepared.dropped.items()))
+    if prepared.exported:
+        show(aligned(["file", "rows"], prepared.exported.items()))
 
 
 @app.command()
@@ -152,6 +216,8 @@ def train(
     settings: SettingsOption = None,
 ) -> None:
     """Run the training flow: tune, evaluate, register, and gate the champion alias."""
+    if search is not None and search not in ("random", "halving"):  # before the slow imports
+        raise typer.BadParameter(f"must be random or halving, got {search!r}", param_hint="--search")
     from galaxy_morphology.flows.training import training_flow
 
     _use_settings_file(settings)
@@ -160,8 +226,6 @@ def train(
         raise typer.BadParameter(
             f"unknown family {unknown}: choose from {list(FAMILY_NAMES)}", param_hint="--family"
         )
-    if search is not None and search not in ("random", "halving"):
-        raise typer.BadParameter(f"must be random or halving, got {search!r}", param_hint="--search")
     chosen: Literal["settings", "random", "halving"] = search or "settings"  # type: ignore[assignment]
     try:
         summary = training_flow(
@@ -175,21 +239,32 @@ def train(
     except user_errors() as error:
         _fail(error)
         return
+    show(
+        aligned(
+            ["family", "CV macro F1", "validation macro F1", ""],
+            (
+                [
+                    family,
+                    f"{scores['cv_mean']:.4f} ± {scores['cv_std']:.4f}",
+                    f"{scores['val_f1_macro']:.4f}",
+                    "winner" if family == summary.winner else "",
+                ]
+                for family, scores in summary.families.items()
+            ),
+        )
+    )
     metrics, intervals = summary.test_metrics, summary.test_intervals
-    typer.echo(f"winner: {summary.winner} (calibration: {summary.calibration})")
-    typer.echo(
-        "test (95% bootstrap interval): "
-        + ", ".join(
-            f"{key} {intervals[key].describe()}" if key in intervals else f"{key} {metrics[key]:.4f}"
-            for key in (
-                "f1_macro",
-                "f1_weighted",
-                "accuracy",
-                "roc_auc",
-                "recall_elliptical",
-                "recall_spiral",
-                "brier",
-            )
+    show(
+        aligned(
+            [
+                f"test ({summary.winner}, calibration: {summary.calibration})",
+                "value",
+                "95% bootstrap interval",
+            ],
+            (
+                (key, f"{metrics[key]:.4f}", intervals[key].describe() if key in intervals else "")
+                for key in TEST_METRICS
+            ),
         )
     )
     if summary.agreement is not None:
@@ -237,9 +312,20 @@ def monitor(
     typer.echo(f"status: {result.status} (model version {result.model_version}, batch {result.batch_digest})")
     if result.insufficient:
         typer.echo(f"insufficient: {result.insufficient}")
-    for check in result.checks:
-        value = "n/a" if check.value is None else f"{check.value:.4f}"
-        typer.echo(f"  {check.metric:>20}: {value:>8}  {check.range:<14} {check.status}")
+    show(
+        aligned(
+            ["check", "value", "range", "status"],
+            (
+                [
+                    check.metric,
+                    "n/a" if check.value is None else f"{check.value:.4f}",
+                    check.range,
+                    check.status,
+                ]
+                for check in result.checks
+            ),
+        )
+    )
     typer.echo(f"report: {result.report_dir}")
     typer.echo(f"mlflow run: {result.run_id}")
     if result.delivery is not None and not result.delivery.delivered:
@@ -464,5 +550,22 @@ def decide(
     typer.echo(f"{verdict} by {reviewer}: review {name} ({flow_run_id}) resumes and records the decision")
 
 
+def run() -> None:
+    """The ``galaxy`` entry point: a usage error is one line on stderr, with exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as error:  # plain `galaxy`: the help
+        error.show()
+        code = error.exit_code
+    except typer.TyperException as error:  # a wrong option, value or command
+        context = getattr(error, "ctx", None)  # a usage error knows its command
+        where = f" (see: {context.command_path} --help)" if context is not None else ""
+        typer.secho(f"error: {error.format_message()}{where}", fg=typer.colors.RED, err=True)
+        code = error.exit_code
+    except typer.Abort:
+        code = INTERRUPTED
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    run()

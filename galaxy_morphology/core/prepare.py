@@ -400,6 +400,22 @@ def digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256(columns + hashed.tobytes()).hexdigest()[:16]
 
 
+def export_tables(labelled: pd.DataFrame, unlabelled: pd.DataFrame, parts: Split) -> dict[str, pd.DataFrame]:
+    """The tables a user can start from, by file stem, in the input's columns (GZ1 flags included).
+
+    ``test`` is the split the champion is evaluated on and never trained on: a labelled batch
+    for ``galaxy monitor``; ``unlabelled`` is what ``galaxy classify`` is for.
+    """
+    tables = {
+        "labelled": labelled,
+        "unlabelled": unlabelled,
+        "train": parts.train,
+        "validation": parts.validation,
+        "test": parts.test,
+    }
+    return {stem: frame.drop(columns=[LABEL], errors="ignore") for stem, frame in tables.items()}
+
+
 @dataclass(frozen=True)
 class PreparedData:
     """What the data flow hands on: the split, the unlabelled rows and the story of each step."""
@@ -410,6 +426,7 @@ class PreparedData:
     split: Split
     unlabelled: pd.DataFrame
     digest: str
+    exported: dict[str, int] = field(default_factory=dict)  # file written -> its rows (data.export_dir)
 
 
 def model_input(

@@ -90,6 +90,9 @@ class DataSettings(_Section):
     source: Literal["snapshot", "skyserver"] = "snapshot"
     snapshot_path: Path = Path("../shared/data/gz1_sdss_dr9_curtin_3976.csv.gz")
     cache_dir: Path = Path("data/cache")
+    export_dir: Path | None = Field(
+        None, description="write the labelled and unlabelled rows and each split here as CSV (None: don't)"
+    )
 
 
 class SkyServerSettings(_Section):
@@ -183,6 +186,9 @@ class TrainingSettings(_Section):
     )
     calibration_folds: Int = Field(5, ge=2, le=50)
     bootstrap_draws: Int = Field(2000, ge=100, le=100_000, description="draws of every 95% interval")
+    progress_seconds: Float = Field(
+        10.0, ge=0.5, le=3600, description="a search's fits done, elapsed and time left: how often"
+    )
 
 
 class MlflowSettings(_Section):

@@ -11,6 +11,7 @@ training task sets a Dask one when ``training.dask_address`` is given).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,10 +147,17 @@ def make_search(family: str, budget: SearchBudget) -> RandomizedSearchCV | Halvi
     return RandomizedSearchCV(spec.build(budget.seed), spec.space, n_iter=budget.n_iter, **common)
 
 
-def tune(family: str, train: pd.DataFrame, budget: SearchBudget) -> FamilyResult:
-    """Search one family's space by stratified K-fold CV on the training split."""
+def tune(
+    family: str, train: pd.DataFrame, budget: SearchBudget, callbacks: Sequence[Any] = ()
+) -> FamilyResult:
+    """Search one family's space by stratified K-fold CV on the training split.
+
+    ``callbacks`` are scikit-learn fit callbacks set on the search (progress counting).
+    """
     X, y = features_and_target(train)
     search = make_search(family, budget)
+    if callbacks:
+        search.set_callbacks(*callbacks)
     started_at, started = time.time(), time.perf_counter()
     search.fit(X, y)
     elapsed = time.perf_counter() - started

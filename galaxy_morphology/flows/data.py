@@ -13,7 +13,7 @@ from galaxy_morphology.core.settings import Settings, load_settings
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.skyserver import SkyServerRequest
 from galaxy_morphology.tasks.ingest import ingest_skyserver, ingest_snapshot
-from galaxy_morphology.tasks.prepare import clean, label, split, validate
+from galaxy_morphology.tasks.prepare import clean, export, label, split, validate
 
 
 def prepare_data(settings: Settings) -> PreparedData:
@@ -32,9 +32,10 @@ def prepare_data(settings: Settings) -> PreparedData:
     kept, dropped = clean(validate(raw))
     labelled, unlabelled = label(kept, settings.labels.rule, settings.labels.threshold)
     parts = split(labelled, fractions.train, fractions.validation, fractions.test, fractions.seed)
+    exported = export(labelled, unlabelled, parts, data.export_dir) if data.export_dir is not None else {}
     counts = prepared_counts(len(raw), kept, dropped, labelled, unlabelled, parts, stages)
     log.info("rows: %s", counts)
-    return PreparedData(source, counts, dropped, parts, unlabelled, digest(labelled))
+    return PreparedData(source, counts, dropped, parts, unlabelled, digest(labelled), exported)
 
 
 # a flow parameter's "settings" (or an empty text, or 0) leaves the value in settings.yaml
@@ -56,6 +57,7 @@ def data_flow(
     snapshot: str = "",
     settings_file: str = "",
     max_rows: int = 0,
+    export_dir: str = "",
 ) -> PreparedData:
     """Ingest the GZ1 table and hand back a clean, labelled, split table; rows per step and per
     drop reason are logged and published as artifacts.
@@ -68,6 +70,9 @@ def data_flow(
         snapshot: Snapshot file (CSV, CSV.gz or Parquet) for source snapshot; empty: data.snapshot_path.
         settings_file: Settings YAML; empty: settings.yaml in the worker's folder (or $GALAXY_SETTINGS_FILE).
         max_rows: SkyServer only: fetch the first N rows (a quick try); 0: every row.
+        export_dir: Also write labelled, unlabelled, train, validation and test CSV files to this
+            folder (a labelled batch to monitor); empty: data.export_dir (none: write nothing).
     """
     overrides = {**data_overrides(source, snapshot), "skyserver": {"max_rows": max_rows or None}}
+    overrides["data"]["export_dir"] = export_dir or None
     return prepare_data(load_settings(overrides, settings_path(settings_file)))

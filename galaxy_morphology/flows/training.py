@@ -111,7 +111,7 @@ def train_on(
     tracking, experiment, options = registry.tracking, settings.mlflow.experiment, settings.training
     run_id = start_training_run(tracking, experiment, prepared, run_parameters(settings, budget))
     try:
-        results = tune_families(options.families, parts, budget, options.ensemble)
+        results = tune_families(options.families, parts, budget, options.ensemble, options.progress_seconds)
         winner, calibration, model = pick_and_refit(settings, results, parts, budget)
         log_family_runs(tracking, experiment, run_id, results, prepared)
         evaluation = evaluate(model, parts.test, options.bootstrap_draws, budget.seed)

@@ -21,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from galaxy_morphology.core.prepare import canonicalize
+from galaxy_morphology.core.progress import Counter
 from galaxy_morphology.core.stages import StageCounts, stage_report, view_rows
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.skyserver import (
@@ -36,6 +37,7 @@ from galaxy_morphology.io.skyserver import (
     should_retry,
 )
 from galaxy_morphology.io.tables import read_table
+from galaxy_morphology.tasks.progress import reporting
 
 
 def read_snapshot(path: Path) -> pd.DataFrame:
@@ -100,15 +102,23 @@ def fetch_skyserver(request: SkyServerRequest, cache_dir: Path, fetch: Fetch) ->
         request.release, target, request.after_specobjid, target - done, planned - len(pages),
         request.page_size, done,
     )  # fmt: skip
-    while done < target:
-        spec = PageSpec(len(pages), after, min(request.page_size, target - done))
-        label = f"page {spec.number + 1}/{planned}"
-        named = page_task.with_options(task_run_name=f"fetch-skyserver-page-{spec.number + 1}-of-{planned}")
-        page = _attempt(named, label, request, fetch, spec, cache)
-        pages.append(page)
-        done += len(page)
-        after = int(page["specobjid"].iloc[-1])
-        log.info("%s: %d rows, specobjid up to %d", label, len(page), after)
+    counter = Counter()
+    counter.plan(target, work=target - done)  # rows from the cache cost this run nothing
+    counter.advance(done, work=0.0)
+    with reporting(f"SkyServer DR{request.release}", "rows", counter, "skyserver-pages", None) as report:
+        while done < target:
+            spec = PageSpec(len(pages), after, min(request.page_size, target - done))
+            label = f"page {spec.number + 1}/{planned}"
+            named = page_task.with_options(
+                task_run_name=f"fetch-skyserver-page-{spec.number + 1}-of-{planned}"
+            )
+            page = _attempt(named, label, request, fetch, spec, cache)
+            pages.append(page)
+            done += len(page)
+            after = int(page["specobjid"].iloc[-1])
+            log.info("%s: %d rows, specobjid up to %d", label, len(page), after)
+            counter.advance(len(page))
+            report.update()
     return cache.save_table(pages, target), cache.table_path
 
 

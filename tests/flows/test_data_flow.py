@@ -163,5 +163,43 @@ def test_galaxy_ingest_from_skyserver_with_max_rows(tmp_path: Path, monkeypatch:
         )
     assert result.exit_code == 0, result.output
     assert "source: skyserver:DR17" in result.output
-    assert re.search(r"zoospec_rows: 120\n", result.output) and re.search(r" raw: 120\n", result.output)
+    # aligned tables: a name, then its count right-aligned
+    assert re.search(r"^zoospec_rows +120$", result.output, re.M)
+    assert re.search(r"^raw +120$", result.output, re.M)
     assert [re.search(r"TOP (\d+)", entry.sql).group(1) for entry in server.page_requests()] == ["100", "20"]  # type: ignore[union-attr]
+
+
+def test_export_writes_the_labelled_and_unlabelled_rows_and_each_split(tmp_path: Path) -> None:
+    snapshot = write_snapshot(raw_frame(60, 30, 12, seed=4), tmp_path / "gz1.csv")
+    folder = tmp_path / "export"
+    prepared = data_flow(
+        snapshot=str(snapshot), settings_file=str(write_settings(tmp_path)), export_dir=str(folder)
+    )
+    sizes = {name: len(table) for name, table in read_exports(folder).items()}
+    assert sizes == {
+        "labelled": 90,
+        "unlabelled": 12,
+        "train": prepared.split.sizes["train"],
+        "validation": prepared.split.sizes["validation"],
+        "test": prepared.split.sizes["test"],
+    }
+    assert prepared.exported == {str(folder / f"{name}.csv"): rows for name, rows in sizes.items()}
+    test = read_exports(folder)["test"]
+    # the input's columns, GZ1 flags included, and the very rows of the test split
+    assert LABEL not in test.columns and {"spiral", "elliptical", "uncertain"} <= set(test.columns)
+    expected = prepared.split.test.drop(columns=[LABEL])
+    pd.testing.assert_frame_equal(test, expected, check_dtype=False)
+
+
+def test_export_is_all_or_nothing(tmp_path: Path) -> None:
+    snapshot = write_snapshot(raw_frame(60, 30, 12, seed=4), tmp_path / "gz1.csv")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "labelled.csv").mkdir()  # a folder where the first file must go: its rename fails
+    with pytest.raises(OSError):
+        data_flow(snapshot=str(snapshot), settings_file=str(write_settings(tmp_path)), export_dir=str(folder))
+    assert [path.name for path in folder.iterdir()] == ["labelled.csv"]  # no file, no temporary left
+
+
+def read_exports(folder: Path) -> dict[str, pd.DataFrame]:
+    return {path.stem: pd.read_csv(path) for path in sorted(folder.glob("*.csv"))}
