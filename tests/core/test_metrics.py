@@ -99,24 +99,28 @@ def test_the_review_comparison_shows_the_paired_interval_of_each_difference() ->
     from datetime import UTC, datetime
 
     from galaxy_morphology.core.review import ChampionInfo, Comparison, comparison_markdown
+    from galaxy_morphology.core.training import SearchBudget
 
     labels, good = scored(400, seed=7, noise=0.1)
     _, bad = scored(400, seed=7, noise=0.5)
     now = datetime.now(UTC)
     comparison = Comparison(
-        "galaxy-morphology",
-        ChampionInfo("1", now, None),
-        "2",
-        "run",
-        classification_metrics(labels, bad),
-        classification_metrics(labels, good),
-        {"test": 400},
-        "snapshot:x",
-        ["forced"],
-        now,
-        paired_bootstrap(labels, good, bad, draws=300),
+        model_name="galaxy-morphology",
+        champion=ChampionInfo("1", now, None),
+        challenger_version="2",
+        challenger_run_id="run",
+        champion_metrics=classification_metrics(labels, bad),
+        challenger_metrics=classification_metrics(labels, good),
+        counts={"test": 400},
+        source="snapshot:x",
+        reasons=["forced"],
+        at=now,
+        challenger_budget=SearchBudget("random", 3, 3, 1, 42, name="quick"),
+        budget_reason="asked for the quick budget",
+        challenger_digest="d2",
+        intervals=paired_bootstrap(labels, good, bad, draws=300),
     )
-    text = comparison_markdown(comparison)
+    text = comparison_markdown(comparison, "pending")
     interval = comparison.intervals["f1_macro"]
     assert interval.low > 0 and "95% paired bootstrap" in text
     assert f"[{interval.low:+.4f}, {interval.high:+.4f}]" in text
