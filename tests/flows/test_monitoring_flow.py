@@ -253,7 +253,9 @@ def test_small_batch_is_insufficient_and_never_alerted(champion: Path, webhook_o
     small = degraded(seed=10).groupby("elliptical").head(8)  # 16 rows: below min_rows 50
     result = monitoring_flow(batch_path=str(write_snapshot(small, champion / "small.csv")))
     assert result.status == "insufficient" and "min_rows" in result.insufficient
-    assert {c.status for c in result.checks} == {"insufficient"}
+    statuses = {c.status for c in result.checks}
+    # the label checks cannot be judged; agreement has no unlabelled rows to judge: never a pass
+    assert "insufficient" in statuses and statuses <= {"insufficient", "not applicable"}
     assert webhook_only.bodies == []
 
 
@@ -261,7 +263,6 @@ def test_small_batch_is_insufficient_and_never_alerted(champion: Path, webhook_o
     ("name", "change", "message"),
     [
         ("no-flags.csv", lambda f: f.drop(columns=["spiral", "elliptical"]), "missing label column"),
-        ("all-uncertain.csv", lambda f: f.assign(spiral=0, elliptical=0, uncertain=1), "no labelled rows"),
         ("wrong-type.csv", lambda f: f.assign(stellar_mass="heavy"), "'stellar_mass': expected numbers"),
     ],
 )
