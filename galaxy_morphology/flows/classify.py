@@ -129,6 +129,12 @@ def classify_flow(
     )
     resolved = model.resolved
     summary = summarize(input_path, output, resolved.requested, resolved.name, resolved.version, counts)
+    publish_summary(summary, only_unlabelled)
+    return summary
+
+
+def publish_summary(summary: ClassifySummary, only_unlabelled: bool) -> None:
+    """The counts as a Prefect artifact and one log line."""
     create_markdown_artifact(
         key="classify-summary",
         markdown=classify_markdown(summary, only_unlabelled),
@@ -142,4 +148,3 @@ def classify_flow(
         summary.rejected,
         summary.rejects_path,
     )
-    return summary
