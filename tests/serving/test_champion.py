@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import pytest
 from mlflow import MlflowClient
 
 from tests.serving.champion import tracking_env
 
 
-def test_tracking_env_leaves_no_registry_uri_behind(tmp_path: Path) -> None:
+def test_tracking_env_leaves_no_registry_uri_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    mlflow.set_registry_uri(None)
     first, second = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'second.db'}"
     with tracking_env(first, tmp_path / "artifacts"):
         mlflow.set_registry_uri(first)  # what the project's Registry does for MLflow's fluent API
