@@ -18,21 +18,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_SNAPSHOT = REPO_ROOT.parent / "shared/data/gz1_sdss_dr9_curtin_3976.csv.gz"
 
 
+SESSION_REGISTRY_URI = os.environ.get("MLFLOW_REGISTRY_URI")
+
+
 @pytest.fixture(autouse=True)
 def no_process_wide_mlflow_uris() -> Iterator[None]:
-    """Each test starts and ends with no MLflow tracking or registry URI set for the process.
+    """Each test ends with no MLflow tracking or registry URI set for the process.
 
-    In-process flows point MLflow's fluent API at their store (``Registry`` sets both URIs),
-    and a registry URI left set wins over the tracking URI given to a later ``MlflowClient``.
+    In-process flows point MLflow's fluent API at their store (``Registry`` sets both URIs, and
+    the environment variables with them), and a registry URI left set wins over the tracking
+    URI given to a later ``MlflowClient``. The tracking variable goes back to what it was when
+    the test started (a module fixture may have set it for all its tests); the registry
+    variable goes back to what it was when the session started.
     """
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved = {name: os.environ.get(name) for name in names}
+    tracking = os.environ.get("MLFLOW_TRACKING_URI")
     yield
     import mlflow
 
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
-    for name, value in saved.items():
+    for name, value in (("MLFLOW_TRACKING_URI", tracking), ("MLFLOW_REGISTRY_URI", SESSION_REGISTRY_URI)):
         if value is None:
             os.environ.pop(name, None)
         else:
