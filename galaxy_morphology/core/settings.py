@@ -136,14 +136,19 @@ Family = Literal["knn", "decision_tree", "random_forest", "hist_gradient_boostin
 FAMILY_NAMES: tuple[Family, ...] = get_args(Family)
 
 
+def comma_separated(value: Any) -> Any:
+    """A list setting from the environment: a JSON list, or comma-separated names."""
+    if isinstance(value, str):
+        text = value.strip()
+        return json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
+    return value
+
+
 class TrainingSettings(_Section):
     @field_validator("families", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            return json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
-        return value
+        return comma_separated(value)
 
     @field_validator("n_jobs")
     @classmethod
@@ -254,10 +259,7 @@ class ClassifySettings(_Section):
     @field_validator("pass_through", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            return json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",")]
-        return value
+        return comma_separated(value)
 
     @field_validator("pass_through")
     @classmethod
