@@ -52,16 +52,7 @@ def raw_exchange(url: str, head: bytes, body: bytes = b"", pause: float = 0.0) -
     with socket.create_connection((host, int(port)), timeout=120) as sock:
         sock.sendall(head + body)
         time.sleep(pause)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            if not chunks:
-                return Answer(RESET, b"")
-    raw = b"".join(chunks)
-    status_line, _, rest = raw.partition(b"\r\n")
-    return Answer(int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2])
+        return read_answer(sock)
 
 
 def invocations_head(length: int, content_type: str = "application/json") -> bytes:
@@ -82,16 +73,7 @@ def chunked_exchange(url: str, total: int, size: int = 1 << 16) -> Answer:
         sock.sendall(head)
         for _ in range(total // size):
             sock.sendall(f"{size:x}\r\n".encode() + b"x" * size + b"\r\n")
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except ConnectionResetError:
-            if not chunks:
-                return Answer(RESET, b"")
-    raw = b"".join(chunks)
-    status_line, _, rest = raw.partition(b"\r\n")
-    return Answer(int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2])
+        return read_answer(sock)
 
 
 def _split(index: int) -> str:
@@ -179,3 +161,17 @@ def problems(answer: Answer, expected: Expected) -> list[str]:
 def still_scores(url: str) -> bool:
     response = requests.post(f"{url}/invocations", json={"dataframe_records": records(1)}, timeout=60)
     return response.status_code == 200 and len(response.json()["predictions"]) == 1
+
+
+def read_answer(sock: socket.socket) -> Answer:
+    """The server's status and body; ``RESET`` when it closed the connection before answering."""
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        if not chunks:
+            return Answer(RESET, b"")
+    raw = b"".join(chunks)
+    status_line, _, rest = raw.partition(b"\r\n")
+    return Answer(int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2])
