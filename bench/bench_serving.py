@@ -36,10 +36,18 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.machine import machine  # noqa: E402
 from galaxy_morphology.core.families import TRUSTED_TYPES  # noqa: E402
-from galaxy_morphology.core.prepare import canonicalize, check_rows, coerce_types, model_input  # noqa: E402
+from galaxy_morphology.core.prepare import (  # noqa: E402
+    canonicalize,
+    check_rows,
+    coerce_types,
+    column_rules,
+    model_input,
+    usable_rows,
+)
 from galaxy_morphology.core.schema import COLUMN_NAMES, FEATURE_COLUMNS  # noqa: E402
 from galaxy_morphology.io.registry import LoadedModel, Registry  # noqa: E402
 from galaxy_morphology.io.tracking import Tracking  # noqa: E402
+from galaxy_morphology.serving.app import fast_path  # noqa: E402
 from galaxy_morphology.serving.server import (  # noqa: E402
     BIN_DIR,
     ScoringServer,
@@ -189,14 +197,28 @@ def served_side_by_side(
 
 
 def in_process(model: LoadedModel, record: pd.DataFrame, rounds: int, calls: int) -> list[tuple[str, str]]:
-    """One record: the pyfunc's ``predict``, the pipeline's ``predict_proba`` alone and the
-    row checks alone, interleaved call by call; per round the median wall and CPU time."""
-    pipeline = model.model.unwrap_python_model().pipeline
+    """One record: the pyfunc's ``predict`` (through MLflow's wrapper, and the project's class
+    alone), the server's fast path (parsed request to answer bytes), the pipeline's
+    ``predict_proba`` alone and the row checks alone, interleaved call by call; per round the
+    median wall and CPU time."""
+    python_model = model.model.unwrap_python_model()
+    pipeline = python_model.pipeline
     columns = model.input_columns
+    fast = fast_path(model.model)
+    assert fast is not None and fast.enabled
+    payload = {"dataframe_records": json.loads(record.to_json(orient="records"))}
+    assert fast.answer("application/json", payload) is not None  # the fast path answers it
+    values = model_input(record, columns)
+    rules = column_rules(tuple(columns))
     cases = {
         "pyfunc predict": lambda: model.model.predict(record),
+        "project pyfunc predict (its class, without MLflow's wrapper)": lambda: python_model.predict(
+            None, record
+        ),
+        "server fast path (parsed request to answer bytes)": lambda: fast.answer("application/json", payload),
         "pipeline predict_proba": lambda: pipeline.predict_proba(record),
         "row checks (prepare.model_input)": lambda: model_input(record, columns),
+        "row checks on the float array (prepare.usable_rows)": lambda: usable_rows(values, rules),
     }
     wall: dict[str, list[float]] = {name: [] for name in cases}
     cpu: dict[str, list[float]] = {name: [] for name in cases}
@@ -217,14 +239,12 @@ def in_process(model: LoadedModel, record: pd.DataFrame, rounds: int, calls: int
     for name in cases:
         results.append((f"in process, 1 record, {name}: wall, {span}", spread(wall[name])))
         results.append((f"in process, 1 record, {name}: CPU, {span}", spread(cpu[name])))
-    for clock, values in (("wall", wall), ("CPU", cpu)):
-        ratios = [
-            mine / alone
-            for mine, alone in zip(values["pyfunc predict"], values["pipeline predict_proba"], strict=True)
-        ]
-        results.append(
-            (f"pyfunc predict / predict_proba ({clock}), paired by round", spread(ratios, "x", 1.0))
-        )
+    for clock, timed in (("wall", wall), ("CPU", cpu)):
+        for name in list(cases)[:3]:
+            ratios = [
+                mine / alone for mine, alone in zip(timed[name], timed["pipeline predict_proba"], strict=True)
+            ]
+            results.append((f"{name} / predict_proba ({clock}), paired by round", spread(ratios, "x", 1.0)))
     return results
 
 

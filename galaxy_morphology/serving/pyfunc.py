@@ -40,9 +40,15 @@ class GalaxyMorphologyModel(PythonModel):
             values = _checked(model_input, self.columns)
         except SchemaError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
-        # the checked values go to the pipeline as one float array (its feature step reads
-        # the columns by position): no pandas work per request
-        return prediction_frame(self.pipeline.predict_proba(values)[:, 1])
+        return prediction_frame(self.p_elliptical(values))
+
+    def p_elliptical(self, values: np.ndarray) -> np.ndarray:
+        """P(elliptical) per row of checked values (float64, one column per name of ``columns``).
+
+        The values go to the pipeline as one float array (its feature step reads the columns by
+        position): no pandas work per request.
+        """
+        return self.pipeline.predict_proba(values)[:, 1]
 
 
 def _checked(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
