@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from galaxy_morphology.serving.guard import Limits
 from galaxy_morphology.serving.server import ScoringServer, start_server
 from tests.containers.engine import (
     REPO,
@@ -33,6 +34,7 @@ from tests.containers.engine import (
 )
 from tests.factories import raw_frame, write_snapshot
 from tests.servers import BIN, clean_env, free_port, run
+from tests.serving.adversarial import cases, problems, still_scores
 from tests.serving.champion import CHAMPION_URI, TrainedStore, train_champion
 from tests.serving.test_server import BAD_REQUESTS, records
 
@@ -179,6 +181,22 @@ def test_serving_image_refuses_bad_input_like_galaxy_serve(
     assert in_container.status_code == on_host.status_code
     for word in words:
         assert word in in_container.text, (word, in_container.text[:2000])
+    assert docker("inspect", "--format", "{{.State.Running}}", container).stdout.strip() == "true"
+
+
+# the image runs with the guard's default limits (no settings file in it)
+IMAGE_CASES = cases(Limits().max_request_bytes, Limits().body_timeout_seconds)
+
+
+@pytest.mark.parametrize("case", list(IMAGE_CASES))
+def test_serving_image_refuses_hostile_requests_like_galaxy_serve(
+    serving_container: tuple[str, str], case: str
+) -> None:
+    container, url = serving_container
+    send, expected = IMAGE_CASES[case]
+    answer = send(url)
+    assert problems(answer, expected) == [], answer.body[:2000]
+    assert still_scores(url)
     assert docker("inspect", "--format", "{{.State.Running}}", container).stdout.strip() == "true"
 
 

@@ -19,10 +19,15 @@ def test_lean_base_non_root_user_and_exec_form_command() -> None:
     users = [rest for word, rest in parsed if word == "USER"]
     assert users and users[-1].isdigit() and users[-1] != "0"
     command = json.loads(next(rest for word, rest in parsed if word == "CMD"))
-    assert command[:2] == ["sh", "-c"] and command[2].startswith("exec mlflow models serve -m /model")
-    assert "--env-manager local" in command[2]
+    assert command[:2] == ["sh", "-c"]
+    assert command[2].startswith("exec uvicorn --factory galaxy_morphology.serving.app:create_app")
     assert ("EXPOSE", "8080") in parsed
     assert any(word == "HEALTHCHECK" and "/ping" in rest for word, rest in parsed)
+
+
+def test_the_app_reads_the_baked_in_model_folder() -> None:
+    environment = next(rest for word, rest in instructions(DOCKERFILE) if word == "ENV")
+    assert 'GALAXY_SCORING_APP_CONFIG=\'{"model_folder": "/model"}\'' in environment
 
 
 def test_copies_the_model_folder_and_the_package() -> None:
