@@ -117,6 +117,14 @@ def _interrupt(signum: int, frame: object) -> None:
     raise SystemExit(INTERRUPTED)
 
 
+def _start(settings: Path | None) -> None:
+    """Before a command's flow: its settings file, and user errors on one line in the terminal."""
+    from galaxy_morphology.io.logs import terminal_without_tracebacks
+
+    _use_settings_file(settings)
+    terminal_without_tracebacks(user_errors())
+
+
 def _use_settings_file(path: Path | None) -> None:
     if path is not None:
         if not path.exists():
@@ -183,7 +191,7 @@ def ingest(
     """Run the data flow: ingest -> validate -> clean -> label -> split, printing row counts."""
     from galaxy_morphology.flows.data import data_flow
 
-    _use_settings_file(settings)
+    _start(settings)
     try:
         prepared = data_flow(
             source=_check_source(source),
@@ -220,7 +228,7 @@ def train(
         raise typer.BadParameter(f"must be random or halving, got {search!r}", param_hint="--search")
     from galaxy_morphology.flows.training import training_flow
 
-    _use_settings_file(settings)
+    _start(settings)
     unknown = sorted(set(family or ()) - set(FAMILY_NAMES))
     if unknown:
         raise typer.BadParameter(
@@ -298,7 +306,7 @@ def monitor(
     ranges and drift, report, alert."""
     from galaxy_morphology.flows.monitoring import monitoring_flow
 
-    _use_settings_file(settings)
+    _start(settings)
     try:
         result = monitoring_flow(
             batch_path=str(batch or ""),
@@ -353,7 +361,7 @@ def serve(
     from galaxy_morphology.io.registry import Registry
     from galaxy_morphology.serving.server import ServerError, serve_foreground
 
-    _use_settings_file(settings)
+    _start(settings)
     try:
         loaded = load_settings(
             {"serving": {"host": host, "port": port, "workers": workers, "threads": threads}}
@@ -419,7 +427,7 @@ def classify(
     """
     from galaxy_morphology.flows.classify import classify_flow
 
-    _use_settings_file(settings)
+    _start(settings)
     try:
         summary = classify_flow(
             input_path=input,
@@ -486,7 +494,7 @@ def review(
     if budget not in ("champion", "full", "quick"):
         raise typer.BadParameter(f"must be champion, full or quick, got {budget!r}", param_hint="--budget")
     chosen: Budget = "quick" if quick else budget  # type: ignore[assignment]  # checked above
-    _use_settings_file(settings)
+    _start(settings)
     try:
         summary = review_flow(
             force=force, source=_check_source(source), snapshot=str(snapshot or ""), budget=chosen

@@ -134,6 +134,8 @@ def test_an_error_is_one_line_with_exit_code_2(workspace: Path, args: list[str],
     done = galaxy(workspace, *args)
     assert done.returncode == 2
     # the command's error is one line; when the command got as far as a flow run, Prefect's own
-    # run log (temporary server start and stop, the failed task with its traceback) surrounds it
+    # run log (temporary server start and stop, the failed task's one line) comes before it,
+    # without the traceback (the run's log in the Prefect UI keeps that)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(message), done.stderr
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
