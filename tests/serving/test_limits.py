@@ -19,7 +19,7 @@ from galaxy_morphology.core.settings import ServingSettings
 from galaxy_morphology.io.model_files import download_model, load_model_folder
 from galaxy_morphology.serving.app import KnownColumnsOnly, fast_path
 from galaxy_morphology.serving.fast_path import FastPath
-from galaxy_morphology.serving.guard import Guard, Limits
+from galaxy_morphology.serving.guard import INLINE_ROWS, Guard, Limits
 from galaxy_morphology.serving.server import ScoringServer, limits_of
 from tests.serving.adversarial import cases, problems, records, still_scores
 from tests.serving.champion import CHAMPION_URI, TrainedStore
@@ -125,6 +125,11 @@ def split(rows: list[dict[str, float]], **options: bool) -> str:
 VALID = {
     "records": (json.dumps({"dataframe_records": records(3)}), "application/json", True),
     "one record": (json.dumps({"dataframe_records": records(1)}), "application/json", True),
+    "more records than are scored inline": (
+        json.dumps({"dataframe_records": records(4) * (INLINE_ROWS // 4 + 1)}),
+        "application/json",
+        True,
+    ),
     "split with index": (split(records(2), index=True), "application/json", True),
     "split, columns reversed": (split(records(3), index=False, reversed=True), "application/json", True),
     "records, utf-8": (
