@@ -180,27 +180,39 @@ def _accepts(server: Postgres) -> bool:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_store_uri: str, artifacts: Path, workdir: Path) -> Iterator[str]:
-    """``mlflow server`` on ``backend_store_uri``, serving artifacts from ``artifacts``; yields its URI."""
+def mlflow_server(
+    backend_store_uri: str,
+    artifacts: Path,
+    workdir: Path,
+    app_name: str | None = None,
+    server_env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """``mlflow server`` on ``backend_store_uri``, serving artifacts from ``artifacts``; yields its URI.
+
+    ``app_name`` is passed as ``--app-name`` (``basic-auth``), ``server_env`` adds to its environment.
+    """
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     args = [str(BIN / "mlflow"), "server", "--backend-store-uri", backend_store_uri]
     args += ["--serve-artifacts", "--artifacts-destination", str(artifacts)]
     args += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    if app_name:
+        args += ["--app-name", app_name]
     # no job runner (seven worker processes for GenAI features), as in deployments/compose.yaml
     env = clean_env(
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"
     )
+    env.update(server_env or {})
     with serving(args, env, workdir / "mlflow-server.log", f"{uri}/health", "mlflow server"):
         yield uri
 
 
 @contextlib.contextmanager
 def prefect_server(
-    workdir: Path, database_url: str | None = None, ui: bool = False
+    workdir: Path, database_url: str | None = None, ui: bool = False, server_env: dict[str, str] | None = None
 ) -> Iterator[dict[str, str]]:
-    """``prefect server start`` (on ``database_url`` when given, serving its UI when ``ui``);
-    yields its clients' environment."""
+    """``prefect server start`` (on ``database_url`` when given, serving its UI when ``ui``, with
+    ``server_env`` added to the server's environment only); yields its clients' environment."""
     port = free_port()
     env = clean_env(
         PREFECT_HOME=str(workdir / "prefect-home"),
@@ -209,13 +221,11 @@ def prefect_server(
         PREFECT_SERVER_API_HOST="127.0.0.1",
         PREFECT_SERVER_API_PORT=str(port),
     )
-    server_env = dict(env)
+    server = {**env, **(server_env or {})}
     if database_url:
-        server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+        server["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
     args = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with serving(
-        args, server_env, workdir / "prefect-server.log", f"{env['PREFECT_API_URL']}/health", "prefect"
-    ):
+    with serving(args, server, workdir / "prefect-server.log", f"{env['PREFECT_API_URL']}/health", "prefect"):
         yield env
 
 
