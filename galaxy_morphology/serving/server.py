@@ -34,6 +34,7 @@ from galaxy_morphology.serving.guard import Limits
 BIN_DIR = Path(sys.executable).parent
 READY_PATH = "/ping"
 APP_FACTORY = "galaxy_morphology.serving.app:create_app"
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder galaxy_morphology is imported from
 
 
 class ServerError(RuntimeError):
@@ -41,9 +42,16 @@ class ServerError(RuntimeError):
 
 
 def serve_command(host: str, port: int, workers: int = 1) -> list[str]:
-    """The ``uvicorn`` command line of the scoring app (the model comes through ``CONFIG_ENV``)."""
+    """The ``uvicorn`` command line of the scoring app (the model comes through ``CONFIG_ENV``).
+
+    ``--app-dir`` is the folder this installed package is imported from: uvicorn would
+    otherwise put its working directory first on ``sys.path``, and a ``galaxy_morphology``
+    folder there (another checkout, an old copy) would be served instead.
+    """
     return [
         str(BIN_DIR / "uvicorn"),
+        "--app-dir",
+        str(PACKAGE_ROOT),
         "--factory",
         APP_FACTORY,
         "--host",

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import requests
 
+import galaxy_morphology
 from galaxy_morphology.core.schema import FEATURE_COLUMNS
 from galaxy_morphology.core.settings import load_settings
 from galaxy_morphology.io.registry import in_service_uri
@@ -29,6 +30,7 @@ from galaxy_morphology.serving.server import (
     start_server,
 )
 from tests.factories import raw_frame
+from tests.serving.adversarial import still_scores
 from tests.serving.champion import CHAMPION_URI, TrainedStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +67,7 @@ def test_serve_command_uses_this_environment() -> None:
     command = serve_command("127.0.0.1", 5123, workers=2)
     assert command[0] == str(BIN_DIR / "uvicorn")
     assert command[1:] == [
+        *("--app-dir", str(Path(galaxy_morphology.__file__).resolve().parents[1])),
         *("--factory", "galaxy_morphology.serving.app:create_app"),
         *("--host", "127.0.0.1", "--port", "5123", "--workers", "2"),
     ]
@@ -74,6 +77,25 @@ def test_serve_command_uses_this_environment() -> None:
     assert [env[name] for name in THREAD_VARIABLES] == ["1", "1", "1"]  # the caller's 8 is replaced
     assert serve_env("sqlite:///y.db", base={})["PATH"] == str(BIN_DIR)
     assert serve_env("sqlite:///y.db", threads=3, base={})["OMP_NUM_THREADS"] == "3"
+
+
+def test_a_package_folder_in_the_working_directory_is_not_served(
+    trained_store: TrainedStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn puts its working directory first on ``sys.path``: a decoy package there must
+    not be what the server imports."""
+    decoy = tmp_path / "galaxy_morphology"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy package was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    server = start_server(
+        CHAMPION_URI, trained_store.tracking_uri, log_path=tmp_path / "server.log", timeout=120
+    )
+    try:
+        assert still_scores(server.url)
+    finally:
+        server.stop()
+    assert "decoy" not in (tmp_path / "server.log").read_text(errors="replace")
 
 
 def test_every_server_process_gets_one_thread_per_worker(scoring_server: ScoringServer) -> None:
