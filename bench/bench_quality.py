@@ -85,7 +85,7 @@ def outer_fold(
     if options.ensemble and len(vote_members(results)) >= 2:
         results.append(validated(soft_vote(results, train, budget), validation))
     old = select_winner(results, options.max_predict_ms)
-    cross_validate_results(results, train, validation, selection_rule(settings, quick=False))
+    cross_validate_results(results, train, validation, selection_rule(settings, budget))
     new = select_one_se(results, options.max_predict_ms)
     y, evidence = calibration_evidence(new, train, validation)
     method = choose_calibration(
@@ -125,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings({"training": {"n_iter": args.n_iter, "cv_folds": args.cv_folds}})
     budget = search_budget(settings, args.quick)
-    rule = selection_rule(settings, quick=False)
+    rule = selection_rule(settings, budget)
     print(one_line())
 
     kept, _ = clean(validate_raw(read_snapshot(SNAPSHOT)))
