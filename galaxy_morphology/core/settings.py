@@ -429,14 +429,15 @@ def load_settings(overrides: dict[str, Any] | None = None, path: Path | None = N
     environment_keys = sorted(
         key for key in os.environ if key.startswith("GALAXY_") and key != SETTINGS_FILE_ENV
     )
+    given = _prune(overrides or {})  # options left unset are not given
     origin = f"file {source}"
     if environment_keys:
         origin += f", environment {', '.join(environment_keys)}"
-    if overrides:
+    if given:
         origin += ", command-line options"
     token = _yaml_file.set(source)
     try:
-        return Settings(**_prune(overrides or {}))
+        return Settings(**given)
     except ValidationError as exc:
         raise SettingsError(_format_errors(exc, origin)) from None
     except SourceError as exc:

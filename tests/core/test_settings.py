@@ -132,6 +132,17 @@ def test_unknown_key_in_overrides_is_refused(tmp_path: Path, overrides: dict, ke
     assert "command-line options" in str(error.value)
 
 
+def test_options_left_unset_are_not_named_as_a_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI passes every option, most of them None: only given ones count as a source."""
+    monkeypatch.setenv("GALAXY_SPLIT__SEED", "abc")
+    with pytest.raises(SettingsError) as error:
+        load_settings({"data": {"source": None}}, path=write_yaml(tmp_path, "{}\n"))
+    assert "environment GALAXY_SPLIT__SEED)" in str(error.value)
+    assert "command-line options" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [
