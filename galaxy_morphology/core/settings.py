@@ -178,8 +178,9 @@ class TrainingSettings(_Section):
         description="only a family whose pipeline predicts one record within this many ms "
         "(median, in-process) can win; None: no latency budget",
     )
+    # 0 since the nested CV of 2026-12-02 (BENCHMARKS.md): the one-SE rule was not better
     select_by_cv_below: Int = Field(
-        1000,
+        0,
         ge=0,
         description="a validation split with fewer rows picks the winner by repeated stratified CV "
         "over train+validation and the one-standard-error rule; 0: always on validation",

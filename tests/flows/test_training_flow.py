@@ -26,9 +26,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]
     """MLflow tracking in a temporary SQLite file, with a temporary artifact folder."""
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "GALAXY_MLFLOW__ARTIFACT_ROOT")}
+    names = ("MLFLOW_TRACKING_URI", "GALAXY_MLFLOW__ARTIFACT_ROOT", "GALAXY_TRAINING__SELECT_BY_CV_BELOW")
+    saved = {key: os.environ.get(key) for key in names}
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["GALAXY_MLFLOW__ARTIFACT_ROOT"] = str(folder / "artifacts")
+    # the one-SE rule on repeated CV (not the default since 2026-12-02): these flows cover it
+    os.environ["GALAXY_TRAINING__SELECT_BY_CV_BELOW"] = "1000"
     yield uri, folder
     for key, value in saved.items():
         if value is None:
