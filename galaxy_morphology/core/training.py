@@ -388,6 +388,12 @@ def choose_calibration(
     ``CalibratedClassifierCV`` reads a classifier's ``decision_function``.
     """
     truth = to_binary(y) if y.dtype.kind in "OUS" else np.asarray(y)
+    n_rows = int(np.atleast_2d(probabilities).shape[1])
+    # a small validation split (selection on validation) may hold fewer rows of a class than
+    # folds: cross-fit on as many folds as the smaller class allows, and not at all below two
+    folds = min(folds, int(np.bincount(truth.astype(int), minlength=2).min()))
+    if folds < 2:
+        return CalibrationChoice(None, {}, n_rows)
     squared: dict[str, list[np.ndarray]] = {name: [] for name in (UNCALIBRATED, *CALIBRATION_METHODS)}
     for repeat, proba in enumerate(np.atleast_2d(probabilities)):
         clipped = np.clip(proba, 1e-9, 1 - 1e-9)
@@ -399,9 +405,7 @@ def choose_calibration(
                 squared[name].append((_mapped(name, response, truth, fit_rows, rows) - truth[rows]) ** 2)
     brier = {name: float(np.concatenate(values).mean()) for name, values in squared.items()}
     best = min(CALIBRATION_METHODS, key=lambda name: brier[name])
-    return CalibrationChoice(
-        best if brier[best] < brier[UNCALIBRATED] else None, brier, int(np.atleast_2d(probabilities).shape[1])
-    )
+    return CalibrationChoice(best if brier[best] < brier[UNCALIBRATED] else None, brier, n_rows)
 
 
 def calibration_evidence(

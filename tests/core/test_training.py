@@ -139,6 +139,15 @@ def test_calibration_is_chosen_only_when_it_lowers_the_brier_score_on_validation
     assert min(kept.brier.values()) >= kept.brier["none"] - 0.002
 
 
+def test_calibration_on_a_small_validation_split_uses_the_folds_its_smaller_class_allows() -> None:
+    truth = np.array([0] * 12 + [1] * 3)  # 3 ellipticals: 3 folds at most
+    proba = np.clip(truth * 0.6 + 0.2 + np.linspace(-0.1, 0.1, 15), 0.01, 0.99)
+    choice = choose_calibration(truth, proba[None, :], folds=5, seed=0, logit_response=False)
+    assert set(choice.brier) == {"none", *CALIBRATION_METHODS} and choice.rows == 15
+    lone = choose_calibration(truth[:13], proba[None, :13], folds=5, seed=0, logit_response=False)
+    assert lone.method is None and lone.brier == {}  # one elliptical: nothing to cross-fit
+
+
 @pytest.mark.parametrize(("family", "method"), [("knn", "isotonic"), ("hist_gradient_boosting", "sigmoid")])
 def test_a_calibrated_refit_keeps_one_pipeline_that_skops_loads_with_the_trusted_list(
     family: str, method: str, tmp_path: Path
