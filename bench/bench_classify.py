@@ -33,7 +33,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from distributed import LocalCluster
 from threadpoolctl import threadpool_limits
@@ -43,7 +42,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.machine import one_line  # noqa: E402
 from bench.resample import SNAPSHOT, resample  # noqa: E402
-from galaxy_morphology.core.prepare import column_rules, usable_rows  # noqa: E402
+from galaxy_morphology.core.prepare import check_rows  # noqa: E402
 from galaxy_morphology.io.registry import Registry  # noqa: E402
 from galaxy_morphology.io.tables import input_parts  # noqa: E402
 from galaxy_morphology.io.tracking import Tracking  # noqa: E402
@@ -68,8 +67,7 @@ def in_process_predict(model: object, columns: list[str], source: Path, single_t
     classify runs) and predict them all at once with the pyfunc."""
     began = time.perf_counter()
     frame = pd.concat([pd.read_parquet(part, columns=columns) for part in input_parts(source)])
-    values = frame.to_numpy(dtype="float64", na_value=np.nan)
-    frame = frame[usable_rows(values, column_rules(tuple(columns)))]
+    frame = frame[check_rows(frame, columns, check_flags=False).ok]
     if single_thread:
         with threadpool_limits(1):
             model.predict(frame)  # type: ignore[attr-defined]
