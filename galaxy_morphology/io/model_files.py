@@ -15,16 +15,23 @@ loading goes ahead only when:
 
 The skops file itself is then loaded by the installed pyfunc class with the installed list of
 trusted types (``core.families.TRUSTED_TYPES``); nothing in the folder can widen that list.
+
+A model logged under other package versions than the installed ones still loads, with a
+warning naming each difference (``requirement_mismatches``): the same warning as MLflow's own
+check, which maps every installed module to its distribution and costs about a second a load.
 """
 
 from __future__ import annotations
 
+import logging
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import yaml
 from mlflow import MlflowClient
+from packaging.requirements import InvalidRequirement, Requirement
 
 # the installed code file every version of this project is logged with (serving/model_code.py)
 INSTALLED_MODEL_CODE = Path(__file__).resolve().parents[1] / "serving" / "model_code.py"
@@ -44,6 +51,9 @@ FLAVOUR_KEYS = frozenset(
         "streamable",
     }
 )
+
+
+log = logging.getLogger(__name__)
 
 
 class ModelFolderError(RuntimeError):
@@ -84,7 +94,40 @@ def _artifact_location(client: MlflowClient, model_uri: str) -> str:
 def load_model_folder(folder: Path, code_file: Path = INSTALLED_MODEL_CODE) -> Any:
     """The pyfunc in ``folder``, loaded by MLflow once ``check_model_folder`` has passed."""
     check_model_folder(folder, code_file)
-    return mlflow.pyfunc.load_model(str(folder))
+    mismatches = requirement_mismatches(folder)
+    if mismatches:
+        log.warning(
+            "model %s was logged with other package versions than this environment's: %s",
+            folder,
+            "; ".join(mismatches),
+        )
+    # MLflow's own version check is the one above, without its module-to-package scan
+    return mlflow.pyfunc.load_model(str(folder), suppress_warnings=True)
+
+
+def requirement_mismatches(folder: Path) -> list[str]:
+    """The model's ``requirements.txt`` lines the installed packages do not satisfy."""
+    path = folder / "requirements.txt"
+    if not path.is_file():
+        return []
+    mismatches = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):  # pip options (-r, --index-url) name no package
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            mismatches.append(f"{line!r} (not a requirement pip can read)")
+            continue
+        try:
+            installed = metadata.version(requirement.name)
+        except metadata.PackageNotFoundError:
+            mismatches.append(f"{requirement} (not installed)")
+            continue
+        if not requirement.specifier.contains(installed, prereleases=True):
+            mismatches.append(f"{requirement} (installed: {installed})")
+    return mismatches
 
 
 def check_model_folder(folder: Path, code_file: Path = INSTALLED_MODEL_CODE) -> None:

@@ -7,6 +7,7 @@ and loads it through ``Registry.load``. A marker file shows whether the edited c
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -22,7 +23,12 @@ from sklearn.preprocessing import FunctionTransformer
 
 from galaxy_morphology.core.families import build_pipeline
 from galaxy_morphology.core.schema import FEATURE_COLUMNS
-from galaxy_morphology.io.model_files import INSTALLED_MODEL_CODE, ModelFolderError, check_model_folder
+from galaxy_morphology.io.model_files import (
+    INSTALLED_MODEL_CODE,
+    ModelFolderError,
+    check_model_folder,
+    requirement_mismatches,
+)
 from galaxy_morphology.io.registry import Registry, RegistryError, log_pyfunc
 from galaxy_morphology.io.tracking import Tracking
 from galaxy_morphology.serving.pyfunc import MODEL_CODE
@@ -165,3 +171,25 @@ def test_a_crafted_boosting_tree_does_not_load(logged: tuple[Registry, Path]) ->
     skops.io.dump(pipeline, stored / "artifacts" / "pipeline.skops")
     with pytest.raises(RegistryError, match="outside nodes"):
         load(registry)
+
+
+def test_a_model_logged_under_other_versions_loads_with_a_warning_naming_them(
+    logged: tuple[Registry, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    registry, stored = logged
+    requirements = stored / "requirements.txt"
+    assert requirement_mismatches(stored) == []  # as logged: this environment's versions
+    pinned = [line for line in requirements.read_text().splitlines() if line.startswith("scikit-learn==")]
+    assert pinned, "the logged requirements pin scikit-learn"
+    requirements.write_text(
+        requirements.read_text().replace(pinned[0], "scikit-learn==0.20.0")
+        + "\nno-such-package-galaxy==1.0\n--index-url https://example.invalid/simple\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="galaxy_morphology.io.model_files"):
+        loaded = registry.load(registry.resolve(f"models:/{NAME}/1"))
+    assert len(loaded.score(raw_frame(2, 2, 0))) == 4
+    warning = " ".join(record.getMessage() for record in caplog.records)
+    installed = pinned[0].removeprefix("scikit-learn==")
+    assert f"scikit-learn==0.20.0 (installed: {installed})" in warning
+    assert "no-such-package-galaxy==1.0 (not installed)" in warning
+    assert "index-url" not in warning
