@@ -25,7 +25,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import requests
@@ -196,9 +198,12 @@ def served_side_by_side(
     return results
 
 
-def in_process(model: LoadedModel, record: pd.DataFrame, rounds: int, calls: int) -> list[tuple[str, str]]:
+def in_process(
+    model: LoadedModel, stock: Any, record: pd.DataFrame, rounds: int, calls: int
+) -> list[tuple[str, str]]:
     """One record: the pyfunc's ``predict`` (through MLflow's wrapper, and the project's class
-    alone), the server's fast path (parsed request to answer bytes), the pipeline's
+    alone), the stock ``mlflow.sklearn`` pyfunc's ``predict`` of the same pipeline (through the
+    same wrapper), the server's fast path (parsed request to answer bytes), the pipeline's
     ``predict_proba`` alone and the row checks alone, interleaved call by call; per round the
     median wall and CPU time."""
     python_model = model.model.unwrap_python_model()
@@ -216,6 +221,7 @@ def in_process(model: LoadedModel, record: pd.DataFrame, rounds: int, calls: int
             None, record
         ),
         "server fast path (parsed request to answer bytes)": lambda: fast.answer("application/json", payload),
+        "stock pyfunc predict (mlflow.sklearn, the same wrapper)": lambda: stock.predict(record),
         "pipeline predict_proba": lambda: pipeline.predict_proba(record),
         "row checks (prepare.model_input)": lambda: model_input(record, columns),
         "row checks on the float array (prepare.usable_rows)": lambda: usable_rows(values, rules),
@@ -240,11 +246,16 @@ def in_process(model: LoadedModel, record: pd.DataFrame, rounds: int, calls: int
         results.append((f"in process, 1 record, {name}: wall, {span}", spread(wall[name])))
         results.append((f"in process, 1 record, {name}: CPU, {span}", spread(cpu[name])))
     for clock, timed in (("wall", wall), ("CPU", cpu)):
-        for name in list(cases)[:3]:
+        for name in list(cases)[:4]:
             ratios = [
                 mine / alone for mine, alone in zip(timed[name], timed["pipeline predict_proba"], strict=True)
             ]
             results.append((f"{name} / predict_proba ({clock}), paired by round", spread(ratios, "x", 1.0)))
+        stock_name = "stock pyfunc predict (mlflow.sklearn, the same wrapper)"
+        both = zip(timed["pyfunc predict"], timed[stock_name], strict=True)
+        ratios = [mine / other for mine, other in both]
+        label = f"pyfunc predict / {stock_name} ({clock}), paired by round"
+        results.append((label, spread(ratios, "x", 1.0)))
     return results
 
 
@@ -320,8 +331,9 @@ def main() -> None:
         finally:
             for server in servers.values():
                 server.stop()
+        stock = mlflow.pyfunc.load_model(str(work / "stock"))
         with threadpool_limits(limits=args.threads):  # in process as in the servers' workers
-            results += in_process(model, record, args.rounds, args.calls)
+            results += in_process(model, stock, record, args.rounds, args.calls)
         if args.latency_only:
             report(args, results, load_before)
             return
