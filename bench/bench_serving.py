@@ -245,17 +245,14 @@ def in_process(
     for name in cases:
         results.append((f"in process, 1 record, {name}: wall, {span}", spread(wall[name])))
         results.append((f"in process, 1 record, {name}: CPU, {span}", spread(cpu[name])))
+    alone = "pipeline predict_proba"
+    pairs = [(name, alone) for name in list(cases)[:4]]
+    pairs.append(("pyfunc predict", "stock pyfunc predict (mlflow.sklearn, the same wrapper)"))
     for clock, timed in (("wall", wall), ("CPU", cpu)):
-        for name in list(cases)[:4]:
-            ratios = [
-                mine / alone for mine, alone in zip(timed[name], timed["pipeline predict_proba"], strict=True)
-            ]
-            results.append((f"{name} / predict_proba ({clock}), paired by round", spread(ratios, "x", 1.0)))
-        stock_name = "stock pyfunc predict (mlflow.sklearn, the same wrapper)"
-        both = zip(timed["pyfunc predict"], timed[stock_name], strict=True)
-        ratios = [mine / other for mine, other in both]
-        label = f"pyfunc predict / {stock_name} ({clock}), paired by round"
-        results.append((label, spread(ratios, "x", 1.0)))
+        for name, other in pairs:
+            ratios = [mine / theirs for mine, theirs in zip(timed[name], timed[other], strict=True)]
+            shown = "predict_proba" if other == alone else other
+            results.append((f"{name} / {shown} ({clock}), paired by round", spread(ratios, "x", 1.0)))
     return results
 
 
