@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click
 
-from galaxy_morphology.core.settings import FAMILY_NAMES, SETTINGS_FILE_ENV, SettingsError
+from galaxy_morphology.core.errors import UserError
+from galaxy_morphology.core.settings import FAMILY_NAMES, SETTINGS_FILE_ENV
 
 app = typer.Typer(
     help="galaxy-morphology: classify SDSS galaxies as elliptical or spiral (Galaxy Zoo 1 labels).",
@@ -123,7 +124,7 @@ def _start(settings: Path | None) -> None:
     from galaxy_morphology.io.logs import terminal_without_tracebacks
 
     _use_settings_file(settings)
-    terminal_without_tracebacks(user_errors())
+    terminal_without_tracebacks((UserError,))
 
 
 def _use_settings_file(path: Path | None) -> None:
@@ -140,31 +141,6 @@ def _check_source(source: str | None) -> Source:
     if source not in ("snapshot", "skyserver"):
         raise typer.BadParameter(f"must be snapshot or skyserver, got {source!r}", param_hint="--source")
     return source  # type: ignore[return-value]
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """Errors a user can act on: one line and exit code 2, no traceback.
-
-    Imported when a command runs, not at start-up: ``galaxy --help`` stays fast.
-    """
-    from galaxy_morphology.core.prepare import SchemaError
-    from galaxy_morphology.io.registry import RegistryError
-    from galaxy_morphology.io.skyserver import IngestError
-    from galaxy_morphology.io.tables import TableError
-    from galaxy_morphology.monitoring.batch import BatchError
-    from galaxy_morphology.tasks.classify import ClassifyError
-    from galaxy_morphology.tasks.review import ReviewDecisionError
-
-    return (
-        SettingsError,
-        SchemaError,
-        TableError,
-        IngestError,
-        RegistryError,
-        BatchError,
-        ClassifyError,
-        ReviewDecisionError,
-    )
 
 
 def _fail(error: Exception) -> None:
@@ -200,7 +176,7 @@ def ingest(
             max_rows=max_rows or 0,
             export_dir=str(export_dir or ""),
         )
-    except user_errors() as error:
+    except UserError as error:
         _fail(error)
         return
     typer.echo(f"source: {prepared.source}")
@@ -245,7 +221,7 @@ def train(
             search=chosen,
             families=tuple(family or ()),  # type: ignore[arg-type]  # the flow validates the names
         )
-    except user_errors() as error:
+    except UserError as error:
         _fail(error)
         return
     show(
@@ -315,7 +291,7 @@ def monitor(
             after_specobjid=-1 if after_specobjid is None else after_specobjid,
             rows=rows or 0,
         )
-    except user_errors() as error:
+    except UserError as error:
         _fail(error)
         return
     typer.echo(f"status: {result.status} (model version {result.model_version}, batch {result.batch_digest})")
@@ -369,7 +345,7 @@ def serve(
         )
         # the alias is pinned to its version now: the server answers with the version it names
         resolved = Registry.from_settings(loaded).resolve(model_uri)
-    except user_errors() as error:
+    except UserError as error:
         _fail(error)
         return
     serving = loaded.serving
@@ -438,7 +414,7 @@ def classify(
             dask_address=dask_address or "",
             pass_through=tuple(name.strip() for name in pass_through.split(",")) if pass_through else (),
         )
-    except user_errors() as error:
+    except UserError as error:
         _fail(error)
         return
     typer.echo(f"model: {summary.model_uri} ({summary.model_name} v{summary.model_version})")
@@ -500,7 +476,7 @@ def review(
         summary = review_flow(
             force=force, source=_check_source(source), snapshot=str(snapshot or ""), budget=chosen
         )
-    except user_errors() as error:
+    except UserError as error:
         _fail(error)
         return
     typer.echo(f"review: {summary.outcome}" + (f" ({'; '.join(summary.reasons)})" if summary.reasons else ""))
@@ -552,7 +528,7 @@ def decide(
     }
     try:
         name = submit_decision(flow_run_id, answer)
-    except user_errors() as error:
+    except UserError as error:
         _fail(error)
         return
     verdict = "approved" if approve else "rejected"

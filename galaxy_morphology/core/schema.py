@@ -10,10 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from galaxy_morphology.core.errors import UserError
+
 ColumnKind = Literal["id", "float", "count", "flag"]
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """The table cannot be used as it is; the message names the column and the problem."""
 
 

@@ -39,13 +39,14 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as SourceError
 
+from galaxy_morphology.core.errors import UserError
 from galaxy_morphology.core.metric_names import monitored_names
 
 SETTINGS_FILE_ENV = "GALAXY_SETTINGS_FILE"
 DEFAULT_SETTINGS_FILE = Path("settings.yaml")
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """Settings could not be loaded; the message names every offending key."""
 
 

@@ -37,6 +37,7 @@ from typing import ClassVar
 import pandas as pd
 import requests
 
+from galaxy_morphology.core.errors import UserError
 from galaxy_morphology.core.settings import Settings
 from galaxy_morphology.core.stages import StageCounts
 from galaxy_morphology.io.tables import atomic_paths, write_parquet
@@ -99,7 +100,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 # --------------------------------------------------------------------------- errors
 
 
-class IngestError(RuntimeError):
+class IngestError(UserError, RuntimeError):
     """The source could not deliver a complete, well-formed table."""
 
 

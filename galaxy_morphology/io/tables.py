@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from galaxy_morphology.core.errors import UserError
 from galaxy_morphology.core.prepare import canonicalize
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -40,7 +41,7 @@ READ_ERRORS = (
 )
 
 
-class TableError(ValueError):
+class TableError(UserError, ValueError):
     """A table file cannot be read; the message names the file and the problem."""
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from galaxy_morphology.core import prepare
+from galaxy_morphology.core.errors import UserError
 from galaxy_morphology.core.metric_names import EVIDENTLY_NAMES
 from galaxy_morphology.core.metrics import classification_metrics, confusion_counts, volunteer_agreement
 from galaxy_morphology.core.prepare import LABEL, SchemaError
@@ -21,7 +22,7 @@ PREDICTION = "prediction"
 P_ELLIPTICAL = "p_elliptical"
 
 
-class BatchError(ValueError):
+class BatchError(UserError, ValueError):
     """The batch cannot be monitored; the message names the file and the problem."""
 
 

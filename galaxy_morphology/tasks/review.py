@@ -21,6 +21,7 @@ from prefect.input import RunInput
 from prefect.settings import get_current_settings
 from pydantic import ConfigDict, Field
 
+from galaxy_morphology.core.errors import UserError
 from galaxy_morphology.core.gate import CHALLENGER
 from galaxy_morphology.core.links import MlflowLinks
 from galaxy_morphology.core.metrics import classification_metrics, paired_bootstrap
@@ -48,7 +49,7 @@ NO_ANSWER = "(no answer: decision timeout)"
 REVIEW_FLOW = "galaxy-review"
 
 
-class ReviewDecisionError(RuntimeError):
+class ReviewDecisionError(UserError, RuntimeError):
     """A decision that cannot be given: no paused review with that id, or an answer it refuses."""
 
 
