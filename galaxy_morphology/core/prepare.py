@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from galaxy_morphology.core.schema import (
     ALIASES,
@@ -330,6 +329,9 @@ def split(labelled: pd.DataFrame, train: float, validation: float, test: float, 
     ``specobjid``) are split by ``objid``, since two GZ1 rows can share one object and its
     photometry. The snapshot's ids are rounded, not a key: its rows are split one by one.
     """
+    # imported here: scoring uses this module's checks, and a classify client stays sklearn-free
+    from sklearn.model_selection import train_test_split
+
     counts = labelled[LABEL].value_counts()
     if len(counts) < 2:
         raise SchemaError(f"label: need both classes to split, found {counts.to_dict()}")

@@ -24,6 +24,7 @@ check, which maps every installed module to its distribution and costs about a s
 from __future__ import annotations
 
 import logging
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,12 @@ from typing import Any
 import mlflow
 import yaml
 from mlflow import MlflowClient
+from mlflow.models import Model, ModelSignature
 from packaging.requirements import InvalidRequirement, Requirement
 
 # the installed code file every version of this project is logged with (serving/model_code.py)
 INSTALLED_MODEL_CODE = Path(__file__).resolve().parents[1] / "serving" / "model_code.py"
+MLMODEL = "MLmodel"
 FLAVOUR = "python_function"
 LOADER = "mlflow.pyfunc.loaders.code_model"
 PIPELINE_ARTIFACT = "pipeline"
@@ -60,6 +63,10 @@ class ModelFolderError(RuntimeError):
     """The model folder holds something this project never logs; nothing in it was run."""
 
 
+class UntrustedModelError(RuntimeError):
+    """The pipeline file holds a type outside the trusted list, or a tree its checks refuse."""
+
+
 def download_model(model_uri: str, folder: Path, tracking_uri: str | None = None) -> Path:
     """The model's files, copied from the artifact store into ``folder``; nothing is loaded.
 
@@ -72,6 +79,17 @@ def download_model(model_uri: str, folder: Path, tracking_uri: str | None = None
         artifact_uri=_artifact_location(client, model_uri), dst_path=str(folder), tracking_uri=tracking_uri
     )
     return Path(local)
+
+
+def model_signature(model_uri: str, tracking_uri: str | None = None) -> ModelSignature | None:
+    """The signature in the model's ``MLmodel`` file: only that file is downloaded, nothing is loaded."""
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    location = _artifact_location(client, model_uri).rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="galaxy-mlmodel-") as folder:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{location}/{MLMODEL}", dst_path=folder, tracking_uri=tracking_uri
+        )
+        return Model.load(local).signature
 
 
 def _artifact_location(client: MlflowClient, model_uri: str) -> str:
@@ -147,7 +165,7 @@ def check_model_folder(folder: Path, code_file: Path = INSTALLED_MODEL_CODE) -> 
 
 
 def _flavour(folder: Path) -> dict[str, Any]:
-    path = folder / "MLmodel"
+    path = folder / MLMODEL
     if not path.is_file():
         raise ModelFolderError(f"{folder} holds no MLmodel file")
     try:

@@ -9,31 +9,31 @@ alias instead.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import mlflow
-import numpy as np
 import pandas as pd
-import skops.io
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
-from sklearn.pipeline import Pipeline
-from skops.io.exceptions import UntrustedTypesFoundException
+from mlflow.models.model import ModelInfo
+from mlflow.types import Schema
 
-from galaxy_morphology.core.families import TRUSTED_TYPES
-from galaxy_morphology.core.features import input_columns
-from galaxy_morphology.core.metrics import to_labels
+from galaxy_morphology.core.errors import UserError
 from galaxy_morphology.core.schema import FEATURE_COLUMNS, SchemaError
 from galaxy_morphology.core.settings import Settings
-from galaxy_morphology.core.trees import TreeCheckError
-from galaxy_morphology.io.model_files import ModelFolderError, download_model, load_model_folder
+from galaxy_morphology.io.model_files import (
+    ModelFolderError,
+    UntrustedModelError,
+    download_model,
+    load_model_folder,
+    model_signature,
+)
 from galaxy_morphology.io.tracking import Tracking
 
-MODEL_NAME_IN_RUN = "model"
 MODEL_DESCRIPTION = (
     "Elliptical vs spiral from SDSS catalogue columns, trained on Galaxy Zoo 1 flags. "
     "Input: raw catalogue columns; output: label and p_elliptical per row."
@@ -44,7 +44,7 @@ INCOMPLETE = "incomplete"
 COMPLETE = "complete"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(UserError, RuntimeError):
     """The registry cannot give or take the model asked for; nothing was left half-done."""
 
 
@@ -99,6 +99,14 @@ class Scorer(Protocol):
 
 
 @dataclass(frozen=True)
+class DescribedModel:
+    """A version and the raw columns it takes, read from its ``MLmodel`` file: nothing is loaded."""
+
+    resolved: ResolvedModel
+    input_columns: tuple[str, ...] = FEATURE_COLUMNS
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     model: Scorer
     resolved: ResolvedModel
@@ -118,8 +126,11 @@ class LoadedModel:
 
 def signature_columns(model: Any) -> tuple[str, ...]:
     """The input columns in a loaded pyfunc's signature (``FEATURE_COLUMNS`` without one)."""
-    schema = model.metadata.get_input_schema()
-    return FEATURE_COLUMNS if schema is None else tuple(schema.input_names())
+    return schema_columns(model.metadata.get_input_schema())
+
+
+def schema_columns(schema: Schema | None) -> tuple[str, ...]:
+    return FEATURE_COLUMNS if schema is None else tuple(str(name) for name in schema.input_names())
 
 
 class Registry:
@@ -191,9 +202,21 @@ class Registry:
             raise RegistryError(
                 f"cannot load model {resolved.requested} from {self.tracking.uri}: {error.message}"
             ) from None
-        except (ModelFolderError, UntrustedTypesFoundException, TreeCheckError) as error:
+        except (ModelFolderError, UntrustedModelError) as error:
             raise RegistryError(f"refused to load model {resolved.requested}: {error}") from None
         return LoadedModel(model, resolved, signature_columns(model))
+
+    def describe(self, resolved: ResolvedModel) -> DescribedModel:
+        """The version's input columns from its signature, without downloading or loading the
+        pipeline (a classify client whose cluster does the scoring needs no more)."""
+        try:
+            signature = model_signature(resolved.uri, self.tracking.uri)
+        except (MlflowException, OSError) as error:
+            message = error.message if isinstance(error, MlflowException) else str(error)
+            raise RegistryError(
+                f"cannot read model {resolved.requested} from {self.tracking.uri}: {message}"
+            ) from None
+        return DescribedModel(resolved, schema_columns(None if signature is None else signature.inputs))
 
     def score(self, resolved: ResolvedModel, frame: pd.DataFrame) -> pd.DataFrame:
         return self.load(resolved).score(frame)
@@ -203,13 +226,12 @@ class Registry:
     def register(
         self,
         run_id: str,
-        pipeline: Pipeline,
-        example: pd.DataFrame,
-        python_model: Path,
+        log_model: Callable[[Path], ModelInfo],
         tags: Mapping[str, str],
         alias: str,
     ) -> str:
-        """Log the pyfunc to ``run_id``, register it with all its tags, then give it ``alias``.
+        """Log the model to ``run_id`` (``log_model`` of a scratch folder, e.g.
+        ``io.model_log.log_pyfunc``), register it with all its tags, then give it ``alias``.
 
         The version is created with every tag at once, marked incomplete until the alias has
         moved (the last step). A failure in between deletes the version again; a killed
@@ -219,7 +241,7 @@ class Registry:
         with tempfile.TemporaryDirectory() as folder:
             mlflow.start_run(run_id=run_id)
             try:
-                info = log_pyfunc(pipeline, example, python_model, Path(folder))
+                info = log_model(Path(folder))
             finally:
                 # leave the run open: the training flow ends it with its true final state
                 mlflow.end_run(status=RunStatus.to_string(RunStatus.RUNNING))
@@ -264,36 +286,3 @@ class Registry:
 
     def set_model_tag(self, key: str, value: str) -> None:
         self.client.set_registered_model_tag(self.name, key, value)
-
-
-def dump_pipeline(pipeline: Pipeline, path: Path) -> None:
-    """Serialize with skops and refuse any type outside the explicit trusted list."""
-    skops.io.dump(pipeline, path)
-    untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
-    if untrusted:
-        path.unlink()
-        raise RegistryError(f"the pipeline holds types outside core.families.TRUSTED_TYPES: {untrusted}")
-
-
-def log_pyfunc(pipeline: Pipeline, example: pd.DataFrame, python_model: Path, folder: Path) -> Any:
-    """Log the pyfunc (code file, skops artifact, signature, input example) to the active run."""
-    skops_path = folder / "pipeline.skops"
-    dump_pipeline(pipeline, skops_path)
-    example = example[list(input_columns(pipeline))].astype("float64").reset_index(drop=True)
-    proba = pipeline.predict_proba(example)[:, 1]
-    output = pd.DataFrame({"label": to_labels(proba), "p_elliptical": np.asarray(proba, dtype="float64")})
-    return mlflow.pyfunc.log_model(
-        name=MODEL_NAME_IN_RUN,
-        python_model=str(python_model),
-        artifacts={"pipeline": str(skops_path)},
-        signature=mlflow.models.infer_signature(example, output),
-        input_example=example,
-        pip_requirements=_requirements(),
-    )
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    packages = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
-    return [f"{name}=={version(name)}" for name in packages]

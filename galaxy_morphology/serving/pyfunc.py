@@ -16,13 +16,15 @@ import skops.io
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
+from skops.io.exceptions import UntrustedTypesFoundException
 
 from galaxy_morphology.core import prepare
 from galaxy_morphology.core.families import TRUSTED_TYPES
 from galaxy_morphology.core.features import input_columns
 from galaxy_morphology.core.metrics import to_labels
 from galaxy_morphology.core.prepare import SchemaError
-from galaxy_morphology.core.trees import check_trees
+from galaxy_morphology.core.trees import TreeCheckError, check_trees
+from galaxy_morphology.io.model_files import UntrustedModelError
 
 PIPELINE_ARTIFACT = "pipeline"
 # the file MLflow logs as the model's code (models-from-code: nothing is cloudpickled)
@@ -31,8 +33,11 @@ MODEL_CODE = Path(__file__).with_name("model_code.py")
 
 class GalaxyMorphologyModel(PythonModel):
     def load_context(self, context: Any) -> None:
-        self.pipeline = skops.io.load(context.artifacts[PIPELINE_ARTIFACT], trusted=TRUSTED_TYPES)
-        check_trees(self.pipeline)  # skops leaves trees untrusted: refuse a crafted node table
+        try:
+            self.pipeline = skops.io.load(context.artifacts[PIPELINE_ARTIFACT], trusted=TRUSTED_TYPES)
+            check_trees(self.pipeline)  # skops leaves trees untrusted: refuse a crafted node table
+        except (UntrustedTypesFoundException, TreeCheckError) as error:
+            raise UntrustedModelError(str(error)) from error
         self.columns = input_columns(self.pipeline)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:

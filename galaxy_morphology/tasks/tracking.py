@@ -6,6 +6,7 @@ would make a second run or a second version.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import tempfile
@@ -28,6 +29,7 @@ from galaxy_morphology.core.schema import model_columns
 from galaxy_morphology.core.training import CalibrationChoice, Evaluation, FamilyResult, p_elliptical
 from galaxy_morphology.io.locks import exclusive, lock_name
 from galaxy_morphology.io.logs import run_logger
+from galaxy_morphology.io.model_log import log_pyfunc
 from galaxy_morphology.io.registry import Registry, ResolvedModel
 from galaxy_morphology.io.tracking import Tracking
 from galaxy_morphology.serving.pyfunc import MODEL_CODE
@@ -265,7 +267,6 @@ def gate_and_register(
         champion = None if in_service is None else score_version(registry, in_service, test)["f1_macro"]
         version_before = None if in_service is None else in_service.version
         decision = rule.decide(evaluation.metrics["f1_macro"], champion, version_before, registry.alias)
-        version = registry.register(
-            run_id, pipeline, test.head(5), MODEL_CODE, {**decision.tags(), **tags}, decision.alias
-        )
+        log_model = functools.partial(log_pyfunc, pipeline, test.head(5), MODEL_CODE)
+        version = registry.register(run_id, log_model, {**decision.tags(), **tags}, decision.alias)
     return decision, version

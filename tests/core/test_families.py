@@ -11,7 +11,8 @@ from sklearn.pipeline import Pipeline
 from galaxy_morphology.core.families import FAMILIES, TRUSTED_TYPES, build_pipeline
 from galaxy_morphology.core.schema import FEATURE_COLUMNS
 from galaxy_morphology.core.training import FamilyResult, SearchBudget, features_and_target, soft_vote
-from galaxy_morphology.io.registry import RegistryError, dump_pipeline
+from galaxy_morphology.io.model_log import dump_pipeline
+from galaxy_morphology.io.registry import RegistryError
 from tests.factories import raw_frame
 
 

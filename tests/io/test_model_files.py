@@ -29,7 +29,8 @@ from galaxy_morphology.io.model_files import (
     check_model_folder,
     requirement_mismatches,
 )
-from galaxy_morphology.io.registry import Registry, RegistryError, log_pyfunc
+from galaxy_morphology.io.model_log import log_pyfunc
+from galaxy_morphology.io.registry import Registry, RegistryError
 from galaxy_morphology.io.tracking import Tracking
 from galaxy_morphology.serving.pyfunc import MODEL_CODE
 from tests.core.test_trees import fitted as fitted_with_trees

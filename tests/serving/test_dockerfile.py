@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from galaxy_morphology.io.registry import _requirements
+from galaxy_morphology.io.model_log import requirements
 from tests.dockerfiles import hadolint, instructions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ def test_copies_the_model_folder_and_the_package() -> None:
 
 def test_requirement_filter_swaps_mlflow_for_skinny(tmp_path: Path) -> None:
     """Run the RUN step's shell filter on the requirements a logged model carries."""
-    (tmp_path / "requirements.txt").write_text("\n".join(_requirements()) + "\n")
+    (tmp_path / "requirements.txt").write_text("\n".join(requirements()) + "\n")
     run = next(rest for word, rest in instructions(DOCKERFILE) if word == "RUN" and "mlflow_version" in rest)
     script = run.split("&& pip install")[0].replace("/tmp/", f"{tmp_path}/")
     subprocess.run(["sh", "-c", script], check=True)
