@@ -13,7 +13,13 @@ from galaxy_morphology.core.markdown import markdown_table
 from galaxy_morphology.core.settings import load_settings
 from galaxy_morphology.io.logs import run_logger
 from galaxy_morphology.io.registry import Registry
-from galaxy_morphology.tasks.classify import ClassifyCounts, classify_file_task, load_model, rejects_path_for
+from galaxy_morphology.tasks.classify import (
+    ClassifyCounts,
+    classify_file_task,
+    describe_model,
+    load_model,
+    rejects_path_for,
+)
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,10 @@ def classify_flow(
     }
     settings = load_settings(overrides, Path(settings_file) if settings_file else None)
     registry = Registry.from_settings(settings)
-    model = load_model(registry, model_uri or None)
+    address = settings.training.dask_address
+    # on a cluster the workers load the model; this process needs only its version and columns
+    uri = model_uri or None
+    model = describe_model(registry, uri) if address else load_model(registry, uri)
     output = Path(output_path)
     counts = classify_file_task(
         input_path,
@@ -124,7 +133,7 @@ def classify_flow(
         settings.classify.chunk_rows,
         only_unlabelled,
         settings.classify.pass_through,
-        settings.training.dask_address,
+        address,
         registry.tracking.uri,
     )
     resolved = model.resolved

@@ -38,14 +38,17 @@ def ordered_map(
     *args: Any,
     describe: Callable[[T], str] = str,
     window: int | None = None,
+    setup: Callable[[], object] | None = None,
 ) -> Iterator[R]:
     """``function(item, *args)`` for each item on the cluster at ``address``, yielded in input order.
 
-    Each item is sent to the cluster as it is read, and at most ``window`` (default: two per
-    worker thread) are in flight, so memory stays bounded whatever the number of items. The
-    first task to fail stops everything: the rest are cancelled and ``ClusterError`` names
-    the failed item (``describe``) and its error. An error raised while reading ``items``
-    passes through unchanged.
+    ``setup`` first runs once on every worker there (e.g. loading the model), all at once; if
+    it fails on one, ``ClusterError`` names the worker and nothing is read. Each item is then
+    sent to the cluster as it is read, and at most ``window`` (default: two per worker thread)
+    are in flight, so memory stays bounded whatever the number of items. The first task to
+    fail stops everything: the rest are cancelled and ``ClusterError`` names the failed item
+    (``describe``) and its error. An error raised while reading ``items`` passes through
+    unchanged.
     """
     from distributed import Client
 
@@ -55,7 +58,10 @@ def ordered_map(
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {error}") from error
     pending: deque[tuple[str, Any]] = deque()
     with client:
-        limit = window or 2 * max(sum(client.nthreads().values()), 1)
+        threads = client.nthreads()
+        limit = window or 2 * max(sum(threads.values()), 1)
+        if setup is not None:
+            _on_every_worker(client, address, setup, list(threads))
 
         def oldest() -> R:
             where, future = pending.popleft()
@@ -76,3 +82,14 @@ def ordered_map(
                 yield oldest()
         finally:
             client.cancel([future for _, future in pending])
+
+
+def _on_every_worker(client: Any, address: str, setup: Callable[[], object], workers: list[str]) -> None:
+    """``setup()`` on each worker, all at once; the first failure is raised, naming its worker."""
+    results = client.run(setup, workers=workers, on_error="return")
+    for worker, result in sorted(results.items()):
+        if isinstance(result, Exception):
+            raise ClusterError(
+                f"worker {worker} of the Dask cluster at {address} could not get ready: "
+                f"{type(result).__name__}: {result}"
+            ) from result

@@ -29,7 +29,9 @@ import pyarrow.parquet as pq
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from threadpoolctl import threadpool_limits
 
+from galaxy_morphology.core.errors import UserError
 from galaxy_morphology.core.prepare import SchemaError
 from galaxy_morphology.core.scoring import (
     ID_COLUMNS,
@@ -44,7 +46,7 @@ from galaxy_morphology.core.scoring import (
 )
 from galaxy_morphology.io.cluster import ClusterError, ordered_map
 from galaxy_morphology.io.logs import run_logger
-from galaxy_morphology.io.registry import LoadedModel, Registry, ResolvedModel
+from galaxy_morphology.io.registry import DescribedModel, LoadedModel, Registry, ResolvedModel
 from galaxy_morphology.io.tables import (
     READ_ERRORS,
     TableError,
@@ -76,7 +78,7 @@ REJECT_FIELDS = [pa.field("reason", pa.string()), pa.field("detail", pa.string()
 Log = logging.Logger | logging.LoggerAdapter[Any]
 
 
-class ClassifyError(RuntimeError):
+class ClassifyError(UserError, RuntimeError):
     """The input could not be classified; no output file was published."""
 
 
@@ -187,13 +189,16 @@ def score_chunk(chunk: Chunk, layout: Layout, model: LoadedModel) -> Scored:
 
 @functools.lru_cache(maxsize=4)
 def _worker_model(source: ModelSource) -> LoadedModel:
-    """The model, loaded once per worker process; one OpenMP/BLAS thread per task thread."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)  # the worker's task threads are the parallelism: no oversubscription
+    """The model, loaded once per worker process and kept for the next runs on that worker."""
     # a pinned models:/<name>/<version> URI is loaded as it is: no alias is looked up
     registry = Registry(Tracking(source.tracking_uri), source.resolved.name, alias="")
     return registry.load(source.resolved)
+
+
+def load_on_worker(source: ModelSource) -> None:
+    """Load the model on a worker before its first chunk (``ordered_map``'s setup): a model
+    that cannot load there fails the run before any row is read."""
+    _worker_model(source)
 
 
 def absolute_tracking_uri(uri: str) -> str:
@@ -205,12 +210,17 @@ def absolute_tracking_uri(uri: str) -> str:
 
 
 def score_chunk_remote(chunk: Chunk, layout: Layout, source: ModelSource) -> Scored:
-    """``score_chunk`` on a Dask worker, with the model it loads (once) from the registry."""
-    return score_chunk(chunk, layout, _worker_model(source))
+    """``score_chunk`` on a Dask worker, with the model it loads (once) from the registry, and
+    one OpenMP/BLAS thread: the worker's task threads are the parallelism."""
+    with threadpool_limits(1):
+        return score_chunk(chunk, layout, _worker_model(source))
 
 
 def _layout(
-    first: pd.DataFrame, model: LoadedModel, pass_through: Sequence[str], only_unlabelled: bool
+    first: pd.DataFrame,
+    model: LoadedModel | DescribedModel,
+    pass_through: Sequence[str],
+    only_unlabelled: bool,
 ) -> Layout:
     carried = tuple(PassThrough(name, kind_of(name, first[name])) for name in pass_through)
     resolved = model.resolved
@@ -255,7 +265,7 @@ class Plan:
 
 def plan(
     source: Path | str,
-    model: LoadedModel,
+    model: LoadedModel | DescribedModel,
     chunk_rows: int,
     pass_through: Sequence[str],
     only_unlabelled: bool,
@@ -303,10 +313,21 @@ def _where(chunk: Chunk) -> str:
     return f"rows {chunk.first_row}-{chunk.first_row + len(chunk.frame) - 1} ({chunk.part.name})"
 
 
+def _local(chunks: Iterator[Chunk], layout: Layout, model: LoadedModel | DescribedModel) -> Iterator[Scored]:
+    """The chunks scored in this process, in input order."""
+    if not isinstance(model, LoadedModel):
+        raise TypeError("scoring in this process needs the loaded model, not its description")
+    return (score_chunk(chunk, layout, model) for chunk in chunks)
+
+
 def _remote(chunks: Iterator[Chunk], layout: Layout, source: ModelSource, address: str) -> Iterator[Scored]:
-    """The chunks scored on the cluster at ``address``, in input order."""
+    """The chunks scored on the cluster at ``address``, in input order; every worker loads the
+    model first."""
+    ready = functools.partial(load_on_worker, source)
     try:
-        yield from ordered_map(address, score_chunk_remote, chunks, layout, source, describe=_where)
+        yield from ordered_map(
+            address, score_chunk_remote, chunks, layout, source, describe=_where, setup=ready
+        )
     except ClusterError as error:
         raise ClassifyError(str(error)) from error
 
@@ -332,7 +353,7 @@ ProgressHook = Callable[[ClassifyCounts, float], None]
 def classify_file(
     input_path: Path | str,
     output_path: Path,
-    model: LoadedModel,
+    model: LoadedModel | DescribedModel,
     chunk_rows: int,
     only_unlabelled: bool = False,
     log: Log | None = None,
@@ -341,7 +362,11 @@ def classify_file(
     tracking_uri: str | None = None,
     progress: ProgressHook | None = None,
 ) -> ClassifyCounts:
-    """Score the input into ``output_path`` and its rejects file; both are published or neither."""
+    """Score the input into ``output_path`` and its rejects file; both are published or neither.
+
+    In this process ``model`` is the loaded model; with ``dask_address`` the workers load it
+    themselves, and its description (version and columns) is enough here.
+    """
     log = log or logging.getLogger(__name__)
     output_path = Path(output_path)
     rejects_path = rejects_path_for(output_path)
@@ -356,7 +381,7 @@ def classify_file(
     counts = ClassifyCounts(parts=len(work.parts), engine=dask_address or "local", carried=tuple(carried))
     chunks = read_ahead(_chain(work.first, work.rest))
     if dask_address is None:
-        results: Iterator[Scored] = (score_chunk(chunk, layout, model) for chunk in chunks)
+        results: Iterator[Scored] = _local(chunks, layout, model)
     else:
         source = ModelSource(absolute_tracking_uri(tracking_uri or ""), model.resolved)
         results = _remote(chunks, layout, source, dask_address)
@@ -403,11 +428,17 @@ def load_model(registry: Registry, model_uri: str | None) -> LoadedModel:
     return registry.load(registry.resolve(model_uri))
 
 
+@task(name="describe-model", cache_policy=NO_CACHE)
+def describe_model(registry: Registry, model_uri: str | None) -> DescribedModel:
+    """``model_uri`` pinned to its version, with its input columns: for a cluster's workers to load."""
+    return registry.describe(registry.resolve(model_uri))
+
+
 @task(name="classify-file", cache_policy=NO_CACHE)
 def classify_file_task(
     input_path: str,
     output_path: Path,
-    model: LoadedModel,
+    model: LoadedModel | DescribedModel,
     chunk_rows: int,
     only_unlabelled: bool,
     pass_through: Sequence[str],

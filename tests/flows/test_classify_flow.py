@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -508,7 +510,45 @@ def test_a_local_cluster_gives_the_local_output_row_for_row(
     assert len(pd.read_parquet(remote)) == 54
     with Client(cluster.scheduler_address) as client:
         calls = client.run(worker_model_calls)
-    assert sum(calls.values()) == 5 + 4 + 3  # every chunk (6 rows, cut at the parts' ends) on a worker
+    # each worker loads the model before the first chunk, then every chunk (6 rows, cut at the
+    # parts' ends) asks for it on its worker
+    assert sum(calls.values()) == 2 + 5 + 4 + 3
+
+
+IMPORTED_ML = (
+    "import sys\n"
+    "from galaxy_morphology.cli import run\n"
+    "try:\n"
+    "    run()\n"
+    "except SystemExit as done:\n"
+    "    code = done.code\n"
+    "print('imported:', sorted(name for name in ('sklearn', 'skops') if name in sys.modules))\n"
+    "sys.exit(code)\n"
+)
+
+
+def classify_in_a_new_process(source: Path, output: Path, *options: str) -> str:
+    """``galaxy classify`` in a fresh interpreter (this test process has long imported everything)."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    command = ["classify", "--input", str(source), "--output", str(output), *options]
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED_ML, *command], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_cluster_run_loads_the_model_on_the_workers_only(
+    tracking: TrainedStore, cluster: LocalCluster, tmp_path: Path
+) -> None:
+    source = write_snapshot(catalogue(12), tmp_path / "c.csv")
+    local, remote = tmp_path / "local.parquet", tmp_path / "remote.parquet"
+    assert classify_in_a_new_process(source, local) == "imported: ['sklearn', 'skops']"
+    address = ("--dask-address", cluster.scheduler_address)
+    assert classify_in_a_new_process(source, remote, *address) == "imported: []"
+    pd.testing.assert_frame_equal(pd.read_parquet(remote), pd.read_parquet(local))
 
 
 def worker_model_calls() -> int:
@@ -564,6 +604,45 @@ def test_a_failed_partition_publishes_nothing(tracking: TrainedStore, tmp_path: 
     assert "rows 10-14 (c.csv) failed on the Dask cluster" in line and "worker ran out of memory" in line
     assert sorted(path.name for path in output.parent.iterdir()) == ["o.rejects.parquet"]
     assert rejects_path_for(output).read_bytes() == b"previous rejects"
+
+
+class RefuseModelOnWorker(WorkerPlugin):
+    """A worker plugin: the worker refuses the model, as it would a tampered pipeline file."""
+
+    name = "refuse-model-on-worker"
+
+    def setup(self, worker: object) -> None:
+        import galaxy_morphology.tasks.classify as classify_module
+        from galaxy_morphology.io.registry import RegistryError
+
+        def refuse(source: object) -> None:
+            raise RegistryError("refused to load model models:/m/1: untrusted type 'os.system'")
+
+        classify_module._worker_model = refuse  # type: ignore[assignment]
+
+
+def test_a_model_the_workers_refuse_fails_the_run_before_any_chunk(
+    tracking: TrainedStore, tmp_path: Path
+) -> None:
+    source = write_snapshot(catalogue(40), tmp_path / "c.csv")
+    output = tmp_path / "out" / "o.parquet"
+    output.parent.mkdir()
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+    ) as refusing:
+        with Client(refusing.scheduler_address) as client:
+            client.register_plugin(RefuseModelOnWorker())
+        code, text = classify(source, output, "--dask-address", refusing.scheduler_address)
+        with Client(refusing.scheduler_address) as client:
+            scored = client.run_on_scheduler(
+                lambda dask_scheduler: dask_scheduler.task_prefixes.get("score_chunk_remote")
+            )
+    assert code == 2, text
+    line = one_error_line(text)
+    assert f"of the Dask cluster at {refusing.scheduler_address} could not get ready" in line, line
+    assert "RegistryError: refused to load model models:/m/1: untrusted type 'os.system'" in line, line
+    assert scored is None  # no chunk was sent
+    assert list(output.parent.iterdir()) == []
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(

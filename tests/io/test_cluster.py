@@ -60,3 +60,48 @@ def test_ordered_map_names_the_failed_item(cluster: LocalCluster) -> None:
                 describe=lambda n: f"item {n}",
             )
         )
+
+
+def test_ordered_map_runs_setup_once_on_every_worker_first(cluster: LocalCluster) -> None:
+    with Client(cluster.scheduler_address) as client:
+        client.run(clear_marks)
+    results = ordered_map(cluster.scheduler_address, square_unless_seven, iter(range(4)), 0, setup=mark_ready)
+    assert list(results) == [0, 1, 4, 9]
+    with Client(cluster.scheduler_address) as client:
+        marks = client.run(marks_on_worker)
+    assert sorted(marks.values()) == [1, 1]  # each of the two workers ran it once
+
+
+def test_a_failed_setup_names_the_worker_and_reads_no_item(cluster: LocalCluster) -> None:
+    read: list[int] = []
+
+    def items():
+        read.append(0)
+        yield 0
+
+    with pytest.raises(
+        ClusterError,
+        match=r"worker tcp://127\.0\.0\.1:\d+ of the Dask cluster at .* could not get "
+        r"ready: RuntimeError: no model here",
+    ):
+        list(ordered_map(cluster.scheduler_address, square_unless_seven, items(), 0, setup=refuse))
+    assert read == []
+
+
+MARKS: list[int] = []
+
+
+def clear_marks() -> None:
+    MARKS.clear()
+
+
+def mark_ready() -> None:
+    MARKS.append(1)
+
+
+def marks_on_worker() -> int:
+    return len(MARKS)
+
+
+def refuse() -> None:
+    raise RuntimeError("no model here")
