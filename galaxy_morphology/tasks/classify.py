@@ -197,7 +197,7 @@ def _worker_model(source: ModelSource) -> LoadedModel:
 
 def load_on_worker(source: ModelSource) -> None:
     """Load the model on a worker before its first chunk (``ordered_map``'s setup): a model
-    that cannot load there fails the run before any row is read."""
+    that cannot load there fails the run before any chunk is sent."""
     _worker_model(source)
 
 
