@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from galaxy_morphology.core.families import TRUSTED_TYPES
 from galaxy_morphology.core.features import input_columns
 from galaxy_morphology.core.metrics import to_labels
+from galaxy_morphology.io.model_files import PIPELINE_ARTIFACT
 from galaxy_morphology.io.registry import RegistryError
 
 MODEL_NAME_IN_RUN = "model"
@@ -43,7 +44,7 @@ def log_pyfunc(pipeline: Pipeline, example: pd.DataFrame, python_model: Path, fo
     return mlflow.pyfunc.log_model(
         name=MODEL_NAME_IN_RUN,
         python_model=str(python_model),
-        artifacts={"pipeline": str(skops_path)},
+        artifacts={PIPELINE_ARTIFACT: str(skops_path)},
         signature=mlflow.models.infer_signature(example, output),
         input_example=example,
         pip_requirements=requirements(),

@@ -24,9 +24,8 @@ from galaxy_morphology.core.features import input_columns
 from galaxy_morphology.core.metrics import to_labels
 from galaxy_morphology.core.prepare import SchemaError
 from galaxy_morphology.core.trees import TreeCheckError, check_trees
-from galaxy_morphology.io.model_files import UntrustedModelError
+from galaxy_morphology.io.model_files import PIPELINE_ARTIFACT, UntrustedModelError
 
-PIPELINE_ARTIFACT = "pipeline"
 # the file MLflow logs as the model's code (models-from-code: nothing is cloudpickled)
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 
